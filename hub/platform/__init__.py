@@ -1,0 +1,1 @@
+"""Cross-cutting infrastructure with no business rules: database, clock, crypto, HTTP client, web envelope, logging."""
