@@ -1,0 +1,63 @@
+"""JSON codec for OCPI wire objects: cached msgspec decoders, one encoder, precise errors.
+
+Decimals are encoded as JSON numbers (types §16.4) and `DateTime` is handled by the hooks in
+`hub.ocpi.types` (types §16.2), so callers never deal with either themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar, cast
+
+import msgspec
+
+from hub.ocpi.types import dec_hook, enc_hook
+
+__all__ = ["InvalidJson", "InvalidPayload", "WireError", "decode", "encode"]
+
+T = TypeVar("T")
+
+
+class WireError(Exception):
+    """A payload that cannot be turned into the requested wire type."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidJson(WireError):  # noqa: N818 - the name is the agreed public API
+    """The bytes are not JSON at all (transport §4.1.7: answer with HTTP 400)."""
+
+
+class InvalidPayload(WireError):  # noqa: N818 - the name is the agreed public API
+    """Valid JSON, but a field is missing or invalid; the message names the field path (status 2001)."""
+
+
+_ENCODER: Final = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number")
+
+
+# One decoder per requested type, built on first use. The set of wire types is small and fixed, so
+# the cache is unbounded; a lost race just builds an equivalent decoder twice.
+_DECODERS: dict[object, msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(type_: object) -> msgspec.json.Decoder[Any]:
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
+        decoder = _DECODERS.setdefault(type_, msgspec.json.Decoder(type_, dec_hook=dec_hook))
+    return decoder
+
+
+def decode(data: bytes | str, type_: type[T]) -> T:
+    """Decode JSON into ``type_``; raise `InvalidJson` or `InvalidPayload`."""
+    try:
+        return cast("T", _decoder(type_).decode(data))
+    except msgspec.ValidationError as exc:
+        raise InvalidPayload(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise InvalidJson(str(exc)) from None
+
+
+def encode(obj: object) -> bytes:
+    """Encode a wire object (or any msgspec-supported value) to JSON bytes."""
+    return _ENCODER.encode(obj)
