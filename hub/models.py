@@ -1,0 +1,9 @@
+"""Every ORM model of every context, imported in one place so Alembic sees the whole schema (composition root)."""
+
+from __future__ import annotations
+
+from hub.admin.models import OperatorKey
+from hub.parties.models import Party, Platform, PlatformEndpoint
+from hub.platform.db import Base
+
+__all__ = ["Base", "OperatorKey", "Party", "Platform", "PlatformEndpoint"]

@@ -1,0 +1,82 @@
+"""The hub's outbound HTTP client: one pooled aiohttp session per process (DESIGN §11: the client sets the ceiling).
+
+Callers get raw bytes back; decoding is theirs, and only as deep as they need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+
+import aiohttp
+import msgspec
+
+from hub.ocpi.headers import encode_token
+
+
+class PartnerCallError(Exception):
+    """The partner could not be called; ``timed_out`` tells a timeout from a refused or broken connection."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.timed_out = timed_out
+
+
+class HttpResult(msgspec.Struct, frozen=True):
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class PartnerClient:
+    def __init__(self, *, default_timeout: float = 10.0, max_connections: int = 200) -> None:
+        self._default_timeout = default_timeout
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
+            # auto_decompress stays on; raise_for_status off: partner error statuses are answers, not exceptions.
+            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        token_form: str = "base64",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> HttpResult:
+        out: dict[str, str] = {"X-Request-ID": str(uuid.uuid4())}
+        if token is not None:
+            out["Authorization"] = encode_token(token, "raw" if token_form == "raw" else "base64")
+        if body is not None:
+            out["Content-Type"] = "application/json"
+        if headers:
+            out.update(headers)
+        out.setdefault("X-Correlation-ID", str(uuid.uuid4()))
+        client_timeout = aiohttp.ClientTimeout(total=timeout or self._default_timeout)
+        try:
+            async with self._client().request(
+                method, url, data=body, headers=out, timeout=client_timeout, allow_redirects=True
+            ) as response:
+                payload = await response.read()
+                return HttpResult(status=response.status, headers=dict(response.headers), body=payload)
+        except TimeoutError as exc:
+            raise PartnerCallError(f"{method} {url} timed out after {client_timeout.total} s", timed_out=True) from exc
+        except (aiohttp.ClientError, OSError, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise PartnerCallError(f"{method} {url} failed: {exc.__class__.__name__}: {exc}") from exc
