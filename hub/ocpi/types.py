@@ -31,6 +31,7 @@ __all__ = [
     "CiString4",
     "CiString15",
     "CiString20",
+    "CiString32",
     "CiString36",
     "CiString39",
     "CiString48",
@@ -51,6 +52,7 @@ __all__ = [
     "String6",
     "String7",
     "String10",
+    "String16",
     "String20",
     "String36",
     "String45",
@@ -112,6 +114,7 @@ CiString3 = Annotated[str, Meta(max_length=3, pattern=_PRINTABLE_ASCII)]
 CiString4 = Annotated[str, Meta(max_length=4, pattern=_PRINTABLE_ASCII)]
 CiString15 = Annotated[str, Meta(max_length=15, pattern=_PRINTABLE_ASCII)]
 CiString20 = Annotated[str, Meta(max_length=20, pattern=_PRINTABLE_ASCII)]
+CiString32 = Annotated[str, Meta(max_length=32, pattern=_PRINTABLE_ASCII)]
 CiString36 = Annotated[str, Meta(max_length=36, pattern=_PRINTABLE_ASCII)]
 CiString39 = Annotated[str, Meta(max_length=39, pattern=_PRINTABLE_ASCII)]
 CiString48 = Annotated[str, Meta(max_length=48, pattern=_PRINTABLE_ASCII)]
@@ -125,6 +128,7 @@ String5 = Annotated[str, Meta(max_length=5, pattern=_PRINTABLE_UTF8)]
 String6 = Annotated[str, Meta(max_length=6, pattern=_PRINTABLE_UTF8)]
 String7 = Annotated[str, Meta(max_length=7, pattern=_PRINTABLE_UTF8)]
 String10 = Annotated[str, Meta(max_length=10, pattern=_PRINTABLE_UTF8)]
+String16 = Annotated[str, Meta(max_length=16, pattern=_PRINTABLE_UTF8)]
 String20 = Annotated[str, Meta(max_length=20, pattern=_PRINTABLE_UTF8)]
 String36 = Annotated[str, Meta(max_length=36, pattern=_PRINTABLE_UTF8)]
 String45 = Annotated[str, Meta(max_length=45, pattern=_PRINTABLE_UTF8)]
