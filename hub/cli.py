@@ -176,4 +176,3 @@ def parties_list(as_json: bool) -> None:
 @main.group()
 def clearing() -> None:
     """Clearing house: pricing, settlement, statements."""
-

@@ -125,7 +125,8 @@ async def hubclientinfo_not_built(request: Request[Any, Any, State]) -> Response
     include_in_schema=False,
     status_code=200,
 )
-async def functional_not_built(request: Request[Any, Any, State], interface: str, module: str) -> Response[bytes]:
+async def functional_not_built(request: Request[Any, Any, State]) -> Response[bytes]:
+    interface, module = request.path_params["interface"], request.path_params["module"]
     if interface not in ("sender", "receiver") or module not in FUNCTIONAL_MODULES:
         raise OcpiError(OcpiStatus.CLIENT_ERROR, f"no such endpoint: {request.url.path}", http_status=404)
     # Token A (or a still-registering token) opens only versions and credentials: transport_and_format §4.1.1.
