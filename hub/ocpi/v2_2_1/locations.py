@@ -76,9 +76,11 @@ __all__ = [
     "StatusSchedule",
 ]
 
-#: Decimal degrees as text, "." separator, 5-7 decimals (mod_locations §8.4.13).
-Latitude = Annotated[str, Meta(max_length=10, pattern=r"^-?[0-9]{1,2}\.[0-9]{5,7}$")]
-Longitude = Annotated[str, Meta(max_length=11, pattern=r"^-?[0-9]{1,3}\.[0-9]{5,7}$")]
+#: Decimal degrees as text, "." separator, 5-7 decimals (mod_locations §8.4.13). The spec's regex
+#: allows one character more than its string(10)/string(11) (a minus sign with 7 decimals, e.g.
+#: "-33.8688197"); such values are real coordinates, so the regex alone bounds the length.
+Latitude = Annotated[str, Meta(pattern=r"^-?[0-9]{1,2}\.[0-9]{5,7}$")]
+Longitude = Annotated[str, Meta(pattern=r"^-?[0-9]{1,3}\.[0-9]{5,7}$")]
 #: Local time of day "hh:mm", 24h with leading zeros (mod_locations §8.4.21, mod_tariffs §11.4.6).
 HourMinute = Annotated[str, Meta(max_length=5, pattern=r"^([0-1][0-9]|2[0-3]):[0-5][0-9]$")]
 
