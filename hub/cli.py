@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from clearing.cli import price_command
 from hub.admin.service import ensure_admin_key_once
 from hub.parties.service import RegistryError, platform_as_dict
 from hub.runtime import Runtime, build_runtime
@@ -176,3 +177,6 @@ def parties_list(as_json: bool) -> None:
 @main.group()
 def clearing() -> None:
     """Clearing house: pricing, settlement, statements."""
+
+
+clearing.add_command(price_command)

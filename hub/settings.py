@@ -38,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str | None = None
     # Seconds the hub waits for a partner while it runs the credentials handshake (versions, version details).
     partner_timeout: float = 10.0
+    # Seconds a routed request may take at the receiver before the hub answers 4002 (status_codes §4002).
+    forward_timeout: float = 30.0
+    # Real-time authorization has a driver waiting at the charger (mod_tokens §real-time authorization): tighter.
+    authorize_timeout: float = 5.0
 
     @property
     def is_embedded(self) -> bool:
@@ -84,6 +88,17 @@ def _embedded_secret(database_url: str) -> tuple[str, bool]:
     return value, True
 
 
+def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
+    value = env.get(name) or default
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from exc
+    if seconds <= 0:
+        raise SettingsError(f"{name} must be positive, got {value!r}")
+    return seconds
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment (or the mapping given, as tests do)."""
     env = os.environ if env is None else env
@@ -117,11 +132,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     public_url = (env.get("HUB_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         raise SettingsError(f"HUB_PUBLIC_URL must be an http(s) URL, got {public_url!r}")
-    timeout = env.get("HUB_PARTNER_TIMEOUT") or "10"
-    try:
-        partner_timeout = float(timeout)
-    except ValueError as exc:
-        raise SettingsError(f"HUB_PARTNER_TIMEOUT must be a number of seconds, got {timeout!r}") from exc
+    partner_timeout = _seconds(env, "HUB_PARTNER_TIMEOUT", "10")
+    forward_timeout = _seconds(env, "HUB_FORWARD_TIMEOUT", "30")
+    authorize_timeout = _seconds(env, "HUB_AUTHORIZE_TIMEOUT", "5")
     return Settings(
         database_url=database_url,
         redis_url=env.get("HUB_REDIS_URL") or None,
@@ -135,4 +148,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key_generated=secret_key_generated,
         admin_token=admin_token,
         partner_timeout=partner_timeout,
+        forward_timeout=forward_timeout,
+        authorize_timeout=authorize_timeout,
     )

@@ -49,6 +49,8 @@ def test_postgres_requires_secret_key_and_admin_token() -> None:
         ("HUB_PUBLIC_URL", "hub.example.com", "HUB_PUBLIC_URL must be an http"),
         ("HUB_DATABASE_URL", "not a url", "HUB_DATABASE_URL is not a SQLAlchemy URL"),
         ("HUB_PARTNER_TIMEOUT", "soon", "HUB_PARTNER_TIMEOUT must be a number"),
+        ("HUB_FORWARD_TIMEOUT", "0", "HUB_FORWARD_TIMEOUT must be positive"),
+        ("HUB_AUTHORIZE_TIMEOUT", "-1", "HUB_AUTHORIZE_TIMEOUT must be positive"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
