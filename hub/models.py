@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hub.admin.models import OperatorKey
+from hub.objects import models as stored_objects
 from hub.parties.models import Party, Platform, PlatformEndpoint
 from hub.platform.db import Base
 
-__all__ = ["Base", "OperatorKey", "Party", "Platform", "PlatformEndpoint"]
+__all__ = ["Base", "OperatorKey", "Party", "Platform", "PlatformEndpoint", "stored_objects"]

@@ -1,0 +1,740 @@
+"""`ObjectStore`: PUT, PATCH, DELETE, GET and "GET All" pages over the stored OCPI objects.
+
+Every method takes the caller's `AsyncSession` first and never commits, so the caller can write its outbox rows in
+the same transaction (DESIGN §6). Bodies are validated with the wire Structs (PUT → the full object, PATCH → its
+``…Patch`` Struct), then stored as the partner's bytes (PUT) or as the merge of the stored object and the PATCH
+(`hub.objects.merge`). Rows that are read to be changed are locked (``FOR UPDATE`` on PostgreSQL; SQLite serialises
+writers anyway), and a new row is inserted with ``ON CONFLICT DO NOTHING`` so two concurrent first PUTs of one object
+end as one create and one replace instead of an integrity error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar, get_args
+
+from msgspec import UnsetType
+from sqlalchemy import ColumnElement, and_, delete, exists, false, func, insert, or_, select, true, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.objects import merge
+from hub.objects.errors import (
+    CdrConflictError,
+    InvalidObjectError,
+    UnknownLocationError,
+    UnknownObjectError,
+    invalid_body,
+)
+from hub.objects.models import (
+    CdrRow,
+    LocationAudienceRow,
+    LocationRow,
+    SessionRow,
+    TariffRow,
+    TariffVersionRow,
+    TokenRow,
+)
+from hub.ocpi import v2_2_1 as ocpi
+from hub.ocpi.codec import WireError, decode
+from hub.ocpi.types import ci_key, parse_datetime
+from hub.platform.clock import Clock
+
+__all__ = [
+    "Change",
+    "Module",
+    "ObjectStore",
+    "Page",
+    "StoredCdr",
+    "StoredToken",
+    "TariffVersion",
+    "Viewer",
+]
+
+T = TypeVar("T")
+
+#: The modules whose objects the hub stores and serves as "GET All" (hub notes §1.9 item 4).
+Module = Literal["locations", "tariffs", "tokens", "sessions", "cdrs"]
+_MODULES: frozenset[str] = frozenset(get_args(Module))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Outcome of a PUT or PATCH: ``created`` means answer HTTP 201 (transport §4.1.4, "PUT creates").
+
+    ``data`` is the addressed object (Location, EVSE, Connector, Tariff, Token or Session) as now stored, and
+    ``last_updated`` its own ``last_updated``.
+    """
+
+    created: bool
+    data: bytes
+    last_updated: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredToken:
+    """A stored Token with its owner (upper-cased keys), found by (uid, type) for open routing."""
+
+    country_code: str
+    party_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCdr:
+    """Outcome of storing a CDR: its id as sent, whether it is new, and the eMSP it belongs to (upper-cased)."""
+
+    id: str
+    created: bool
+    emsp: tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TariffVersion:
+    """One entry of a Tariff's history; ``data`` is None for a DELETE."""
+
+    data: bytes | None
+    last_updated: datetime
+    received_at: datetime
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who asks for a "GET All" page.
+
+    ``parties`` are the caller's (country_code, party_id, role); ``permitted_owners`` the (country_code, party_id)
+    whose objects the roaming policy lets it see, None meaning every owner (``HUB_ROAMING_POLICY=open``).
+    """
+
+    parties: frozenset[tuple[str, str, str]]
+    permitted_owners: frozenset[tuple[str, str]] | None = None
+
+    def party_keys(self) -> list[tuple[str, str]]:
+        return sorted({(ci_key(cc), ci_key(pid)) for cc, pid, _role in self.parties})
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of raw objects, oldest first, and how many match the filters (``X-Total-Count``, transport §4.1.6)."""
+
+    items: list[bytes]
+    total: int
+
+
+def _decode(body: bytes, type_: type[T]) -> T:
+    try:
+        return decode(body, type_)
+    except WireError as exc:
+        raise invalid_body(exc) from None
+
+
+def _check_id(field: str, url_value: str, body_value: str | UnsetType) -> None:
+    # transport §4.1.4 client owned objects: the URL's country_code, party_id and object id must be those of the
+    # body; CiStrings, so compared case-insensitively (types §16.1).
+    if isinstance(body_value, UnsetType) or ci_key(url_value) == ci_key(body_value):
+        return
+    raise InvalidObjectError(f"{field} {body_value!r} in the body does not match {url_value!r} in the URL")
+
+
+def _check_owner(country_code: str, party_id: str, body: Any) -> None:
+    _check_id("country_code", country_code, body.country_code)
+    _check_id("party_id", party_id, body.party_id)
+
+
+def _owner_key(country_code: str, party_id: str) -> dict[str, str]:
+    return {"country_code": ci_key(country_code), "party_id": ci_key(party_id)}
+
+
+def _where(model: Any, key: dict[str, str]) -> list[ColumnElement[bool]]:
+    return [getattr(model, name) == value for name, value in key.items()]
+
+
+def _in_pairs(left: Any, right: Any, pairs: Sequence[tuple[str, str]]) -> ColumnElement[bool]:
+    if not pairs:
+        return false()
+    return tuple_(left, right).in_(pairs)
+
+
+def _revalidate(data: bytes, type_: type[T], what: str) -> T:
+    try:
+        return decode(data, type_)
+    except WireError as exc:
+        raise InvalidObjectError(f"the PATCH would leave an invalid {what}: {exc.message}") from None
+
+
+class ObjectStore:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    # ---- row helpers -----------------------------------------------------------------------------------------------
+
+    async def _insert_new(
+        self, session: AsyncSession, model: Any, values: dict[str, Any], keys: list[str]
+    ) -> int | None:
+        """Insert a row unless its key exists; return the new id, or None when another row holds the key."""
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            stmt: Any = postgresql.insert(model)
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(model)
+        else:  # pragma: no cover - the hub runs on PostgreSQL and SQLite only (DESIGN §2)
+            raise NotImplementedError(f"unsupported database dialect {dialect}")
+        stmt = stmt.values(values).on_conflict_do_nothing(index_elements=keys).returning(model.id)
+        row_id: int | None = (await session.execute(stmt)).scalar_one_or_none()
+        return row_id
+
+    async def _upsert(
+        self, session: AsyncSession, model: Any, key: dict[str, str], values: dict[str, Any]
+    ) -> tuple[bool, int]:
+        """Replace the row with ``key`` or create it; return (created, row id). Creation order stays the first PUT's."""
+        now = self._clock.now()
+        row_id: int | None = await session.scalar(select(model.id).where(*_where(model, key)).with_for_update())
+        if row_id is None:
+            row_id = await self._insert_new(
+                session, model, {**key, **values, "created_at": now, "updated_at": now}, list(key)
+            )
+            if row_id is not None:
+                return True, row_id
+            # A concurrent PUT created it between our read and our insert: ours replaces it.
+            row_id = await session.scalar(select(model.id).where(*_where(model, key)).with_for_update())
+            if row_id is None:  # pragma: no cover - only if that row was deleted again in between
+                raise InvalidObjectError("the object changed concurrently; retry")
+        await session.execute(update(model).where(model.id == row_id).values(**values, updated_at=now))
+        return False, row_id
+
+    async def _get_data(self, session: AsyncSession, model: Any, key: dict[str, str]) -> bytes | None:
+        data: bytes | None = await session.scalar(select(model.data).where(*_where(model, key)))
+        return data
+
+    # ---- Locations (mod_locations §8) --------------------------------------------------------------------------------
+
+    def _location_key(self, country_code: str, party_id: str, location_id: str) -> dict[str, str]:
+        return {**_owner_key(country_code, party_id), "location_id": ci_key(location_id)}
+
+    async def _set_audience(
+        self, session: AsyncSession, row_id: int, entries: Iterable[ocpi.PublishTokenType], *, fresh: bool
+    ) -> None:
+        if not fresh:
+            await session.execute(delete(LocationAudienceRow).where(LocationAudienceRow.location_row_id == row_id))
+        rows = [
+            {
+                "location_row_id": row_id,
+                "uid": None if entry.uid is None else ci_key(entry.uid),
+                "type": None if entry.type is None else str(entry.type),
+                "visual_number": entry.visual_number,
+                "issuer": entry.issuer,
+                "group_id": None if entry.group_id is None else ci_key(entry.group_id),
+            }
+            for entry in entries
+            # mod_locations §8.4.20: uid, visual_number or group_id must be set. An entry without any of them would
+            # match every token, so it is not taken as "show to everyone".
+            if entry.uid is not None or entry.visual_number is not None or entry.group_id is not None
+        ]
+        if rows:
+            await session.execute(insert(LocationAudienceRow), rows)
+
+    async def _lock_location(
+        self, session: AsyncSession, country_code: str, party_id: str, location_id: str
+    ) -> tuple[int, merge.JsonObject]:
+        key = self._location_key(country_code, party_id, location_id)
+        row = (
+            await session.execute(
+                select(LocationRow.id, LocationRow.data).where(*_where(LocationRow, key)).with_for_update()
+            )
+        ).one_or_none()
+        if row is None:
+            raise UnknownLocationError(f"unknown location {country_code}/{party_id}/{location_id}")
+        return row.id, merge.load_object(row.data)
+
+    async def _save_location(self, session: AsyncSession, row_id: int, location: merge.JsonObject) -> None:
+        await session.execute(
+            update(LocationRow)
+            .where(LocationRow.id == row_id)
+            .values(
+                data=merge.dump(location),
+                last_updated=parse_datetime(location["last_updated"]),
+                updated_at=self._clock.now(),
+            )
+        )
+
+    @staticmethod
+    def _evse_of(location: merge.JsonObject, location_id: str, evse_uid: str) -> merge.JsonObject:
+        evse = merge.find_evse(location, evse_uid)
+        if evse is None:
+            raise UnknownLocationError(f"unknown EVSE {evse_uid} of location {location_id}")
+        return evse
+
+    async def put_location(
+        self, session: AsyncSession, country_code: str, party_id: str, location_id: str, body: bytes
+    ) -> Change:
+        """Create or replace a whole Location, EVSEs included (mod_locations §8.2.2.2); kept byte for byte."""
+        location = _decode(body, ocpi.Location)
+        _check_owner(country_code, party_id, location)
+        _check_id("id", location_id, location.id)
+        created, row_id = await self._upsert(
+            session,
+            LocationRow,
+            self._location_key(country_code, party_id, location_id),
+            {"data": body, "publish": location.publish, "last_updated": location.last_updated},
+        )
+        await self._set_audience(session, row_id, location.publish_allowed_to or (), fresh=created)
+        return Change(created, body, location.last_updated)
+
+    async def put_evse(  # noqa: PLR0917 - parameters follow the OCPI URL path
+        self, session: AsyncSession, country_code: str, party_id: str, location_id: str, evse_uid: str, body: bytes
+    ) -> Change:
+        """Create or replace one EVSE of a stored Location; the Location's last_updated follows (§8.2.2.2)."""
+        evse = _decode(body, ocpi.EVSE)
+        _check_id("uid", evse_uid, evse.uid)
+        row_id, location = await self._lock_location(session, country_code, party_id, location_id)
+        created = merge.put_evse(location, merge.load_object(body))
+        await self._save_location(session, row_id, location)
+        return Change(created, body, evse.last_updated)
+
+    async def put_connector(  # noqa: PLR0917 - parameters follow the OCPI URL path
+        self,
+        session: AsyncSession,
+        country_code: str,
+        party_id: str,
+        location_id: str,
+        evse_uid: str,
+        connector_id: str,
+        body: bytes,
+    ) -> Change:
+        """Create or replace one Connector of a stored EVSE; the EVSE's and Location's last_updated follow."""
+        connector = _decode(body, ocpi.Connector)
+        _check_id("id", connector_id, connector.id)
+        row_id, location = await self._lock_location(session, country_code, party_id, location_id)
+        evse = self._evse_of(location, location_id, evse_uid)
+        created = merge.put_connector(location, evse, merge.load_object(body))
+        await self._save_location(session, row_id, location)
+        return Change(created, body, connector.last_updated)
+
+    async def patch_location(
+        self, session: AsyncSession, country_code: str, party_id: str, location_id: str, body: bytes
+    ) -> Change:
+        """Merge a Location PATCH (mod_locations §8.2.2.3); ``evses`` in it replaces the whole list."""
+        patch = _decode(body, ocpi.LocationPatch)
+        _check_owner(country_code, party_id, patch)
+        _check_id("id", location_id, patch.id)
+        row_id, stored = await self._lock_location(session, country_code, party_id, location_id)
+        merged = merge.merge_patch(stored, merge.load_object(body))
+        data = merge.dump(merged)
+        location = _revalidate(data, ocpi.Location, "Location")
+        await session.execute(
+            update(LocationRow)
+            .where(LocationRow.id == row_id)
+            .values(
+                data=data,
+                publish=location.publish,
+                last_updated=location.last_updated,
+                updated_at=self._clock.now(),
+            )
+        )
+        await self._set_audience(session, row_id, location.publish_allowed_to or (), fresh=False)
+        return Change(False, data, location.last_updated)
+
+    async def patch_evse(  # noqa: PLR0917 - parameters follow the OCPI URL path
+        self, session: AsyncSession, country_code: str, party_id: str, location_id: str, evse_uid: str, body: bytes
+    ) -> Change:
+        """Merge an EVSE PATCH, e.g. a status change; status REMOVED keeps the EVSE (mod_locations §8.1)."""
+        patch = _decode(body, ocpi.EvsePatch)
+        _check_id("uid", evse_uid, patch.uid)
+        row_id, location = await self._lock_location(session, country_code, party_id, location_id)
+        stored = self._evse_of(location, location_id, evse_uid)
+        merged = merge.merge_patch(stored, merge.load_object(body))
+        data = merge.dump(merged)
+        evse = _revalidate(data, ocpi.EVSE, "EVSE")
+        merge.put_evse(location, merged)
+        await self._save_location(session, row_id, location)
+        return Change(False, data, evse.last_updated)
+
+    async def patch_connector(  # noqa: PLR0917 - parameters follow the OCPI URL path
+        self,
+        session: AsyncSession,
+        country_code: str,
+        party_id: str,
+        location_id: str,
+        evse_uid: str,
+        connector_id: str,
+        body: bytes,
+    ) -> Change:
+        """Merge a Connector PATCH, e.g. new ``tariff_ids``; the parents' last_updated follow (§8.2.2.3)."""
+        patch = _decode(body, ocpi.ConnectorPatch)
+        _check_id("id", connector_id, patch.id)
+        row_id, location = await self._lock_location(session, country_code, party_id, location_id)
+        evse = self._evse_of(location, location_id, evse_uid)
+        stored = merge.find_connector(evse, connector_id)
+        if stored is None:
+            raise UnknownLocationError(f"unknown connector {connector_id} of EVSE {evse_uid} of location {location_id}")
+        merged = merge.merge_patch(stored, merge.load_object(body))
+        data = merge.dump(merged)
+        connector = _revalidate(data, ocpi.Connector, "Connector")
+        merge.put_connector(location, evse, merged)
+        await self._save_location(session, row_id, location)
+        return Change(False, data, connector.last_updated)
+
+    async def get_location(  # noqa: PLR0917 - parameters follow the OCPI URL path
+        self,
+        session: AsyncSession,
+        country_code: str,
+        party_id: str,
+        location_id: str,
+        evse_uid: str | None = None,
+        connector_id: str | None = None,
+    ) -> bytes | None:
+        """The stored Location, or one of its EVSEs or Connectors, as bytes sliced out of the stored JSON."""
+        data = await self._get_data(session, LocationRow, self._location_key(country_code, party_id, location_id))
+        if data is None or evse_uid is None:
+            return data
+        return merge.slice_child(data, evse_uid, connector_id)
+
+    # ---- Tariffs (mod_tariffs §11) -----------------------------------------------------------------------------------
+
+    def _tariff_key(self, country_code: str, party_id: str, tariff_id: str) -> dict[str, str]:
+        return {**_owner_key(country_code, party_id), "tariff_id": ci_key(tariff_id)}
+
+    async def put_tariff(
+        self, session: AsyncSession, country_code: str, party_id: str, tariff_id: str, body: bytes
+    ) -> Change:
+        """Create or replace a Tariff and append it to the Tariff's history (clearing prices with the old ones)."""
+        tariff = _decode(body, ocpi.Tariff)
+        _check_owner(country_code, party_id, tariff)
+        _check_id("id", tariff_id, tariff.id)
+        key = self._tariff_key(country_code, party_id, tariff_id)
+        created, _ = await self._upsert(session, TariffRow, key, {"data": body, "last_updated": tariff.last_updated})
+        await session.execute(
+            insert(TariffVersionRow).values(
+                **key, data=body, last_updated=tariff.last_updated, received_at=self._clock.now(), deleted=False
+            )
+        )
+        return Change(created, body, tariff.last_updated)
+
+    async def delete_tariff(self, session: AsyncSession, country_code: str, party_id: str, tariff_id: str) -> bool:
+        """Remove the current Tariff (mod_tariffs §11.2.2.3) and record the DELETE in its history; False if unknown.
+
+        A DELETE has no body and so no ``last_updated``: the version takes effect when the hub receives it.
+        """
+        key = self._tariff_key(country_code, party_id, tariff_id)
+        removed = await session.scalar(delete(TariffRow).where(*_where(TariffRow, key)).returning(TariffRow.id))
+        if removed is None:
+            return False
+        now = self._clock.now()
+        await session.execute(
+            insert(TariffVersionRow).values(**key, data=None, last_updated=now, received_at=now, deleted=True)
+        )
+        return True
+
+    async def get_tariff(self, session: AsyncSession, country_code: str, party_id: str, tariff_id: str) -> bytes | None:
+        return await self._get_data(session, TariffRow, self._tariff_key(country_code, party_id, tariff_id))
+
+    async def tariff_at(
+        self, session: AsyncSession, country_code: str, party_id: str, tariff_id: str, at: datetime
+    ) -> bytes | None:
+        """The Tariff as it was at ``at``: the latest version that took effect at or before it, None if deleted then.
+
+        Versions are ordered by ``last_updated`` (the CPO's own time of the change), ties by arrival.
+        """
+        key = self._tariff_key(country_code, party_id, tariff_id)
+        row = (
+            await session.execute(
+                select(TariffVersionRow.data, TariffVersionRow.deleted)
+                .where(*_where(TariffVersionRow, key), TariffVersionRow.last_updated <= at)
+                .order_by(TariffVersionRow.last_updated.desc(), TariffVersionRow.id.desc())
+                .limit(1)
+            )
+        ).one_or_none()
+        if row is None or row.deleted:
+            return None
+        data: bytes | None = row.data
+        return data
+
+    async def tariff_history(
+        self, session: AsyncSession, country_code: str, party_id: str, tariff_id: str
+    ) -> list[TariffVersion]:
+        """Every version of a Tariff, oldest first, DELETEs included."""
+        key = self._tariff_key(country_code, party_id, tariff_id)
+        rows = await session.execute(
+            select(
+                TariffVersionRow.data,
+                TariffVersionRow.last_updated,
+                TariffVersionRow.received_at,
+                TariffVersionRow.deleted,
+            )
+            .where(*_where(TariffVersionRow, key))
+            .order_by(TariffVersionRow.last_updated, TariffVersionRow.id)
+        )
+        return [TariffVersion(row.data, row.last_updated, row.received_at, row.deleted) for row in rows]
+
+    # ---- Tokens (mod_tokens §12) -------------------------------------------------------------------------------------
+
+    def _token_key(self, country_code: str, party_id: str, uid: str, token_type: str) -> dict[str, str]:
+        # TokenType values are upper-case enum values; a lower-case ``?type=`` is accepted all the same.
+        return {**_owner_key(country_code, party_id), "uid": ci_key(uid), "type": ci_key(token_type)}
+
+    @staticmethod
+    def _token_columns(token: ocpi.Token) -> dict[str, Any]:
+        return {
+            "visual_number": token.visual_number,
+            "issuer": token.issuer,
+            "group_id": None if token.group_id is None else ci_key(token.group_id),
+            "last_updated": token.last_updated,
+        }
+
+    async def put_token(  # noqa: PLR0917 - parameters follow the OCPI URL path
+        self, session: AsyncSession, country_code: str, party_id: str, uid: str, token_type: str, body: bytes
+    ) -> Change:
+        """Create or replace a Token; ``token_type`` is the URL's ``type`` parameter (default RFID, §12.2.1.2)."""
+        token = _decode(body, ocpi.Token)
+        _check_owner(country_code, party_id, token)
+        _check_id("uid", uid, token.uid)
+        _check_id("type", token_type, token.type)
+        created, _ = await self._upsert(
+            session,
+            TokenRow,
+            self._token_key(country_code, party_id, uid, token_type),
+            {"data": body, **self._token_columns(token)},
+        )
+        return Change(created, body, token.last_updated)
+
+    async def patch_token(  # noqa: PLR0917 - parameters follow the OCPI URL path
+        self, session: AsyncSession, country_code: str, party_id: str, uid: str, token_type: str, body: bytes
+    ) -> Change:
+        """Merge a Token PATCH, e.g. ``valid: false`` (mod_tokens §12.2.1.3); 2001 for a Token the hub lacks."""
+        patch = _decode(body, ocpi.TokenPatch)
+        _check_owner(country_code, party_id, patch)
+        _check_id("uid", uid, patch.uid)
+        _check_id("type", token_type, patch.type)
+        key = self._token_key(country_code, party_id, uid, token_type)
+        row = (
+            await session.execute(select(TokenRow.id, TokenRow.data).where(*_where(TokenRow, key)).with_for_update())
+        ).one_or_none()
+        if row is None:
+            raise UnknownObjectError(
+                f"unknown token {country_code}/{party_id}/{uid} of type {token_type}: PUT it first"
+            )
+        data = merge.dump(merge.merge_patch(merge.load_object(row.data), merge.load_object(body)))
+        token = _revalidate(data, ocpi.Token, "Token")
+        await session.execute(
+            update(TokenRow)
+            .where(TokenRow.id == row.id)
+            .values(data=data, updated_at=self._clock.now(), **self._token_columns(token))
+        )
+        return Change(False, data, token.last_updated)
+
+    async def get_token(
+        self, session: AsyncSession, country_code: str, party_id: str, uid: str, token_type: str = "RFID"
+    ) -> bytes | None:
+        return await self._get_data(session, TokenRow, self._token_key(country_code, party_id, uid, token_type))
+
+    async def find_token(self, session: AsyncSession, uid: str, token_type: str) -> StoredToken | None:
+        """The one stored Token with this (uid, type) of any eMSP, for open routing of an authorize (hub notes §4.8).
+
+        None when no eMSP has it or when several do: (uid, type) is only unique per eMSP (mod_tokens §12.3.2), and
+        guessing would send a driver's authorisation to the wrong eMSP.
+        """
+        rows = (
+            await session.execute(
+                select(TokenRow.country_code, TokenRow.party_id, TokenRow.data)
+                .where(TokenRow.uid == ci_key(uid), TokenRow.type == ci_key(token_type))
+                .limit(2)
+            )
+        ).all()
+        if len(rows) != 1:
+            return None
+        return StoredToken(rows[0].country_code, rows[0].party_id, rows[0].data)
+
+    # ---- Sessions (mod_sessions §9) ----------------------------------------------------------------------------------
+
+    def _session_key(self, country_code: str, party_id: str, session_id: str) -> dict[str, str]:
+        return {**_owner_key(country_code, party_id), "session_id": ci_key(session_id)}
+
+    @staticmethod
+    def _session_columns(charging: ocpi.Session) -> dict[str, Any]:
+        return {
+            # The eMSP a Session belongs to is the owner of its token (mod_cdrs §10.4.3 CdrToken, 2.2.1).
+            "emsp_country_code": ci_key(charging.cdr_token.country_code),
+            "emsp_party_id": ci_key(charging.cdr_token.party_id),
+            "last_updated": charging.last_updated,
+        }
+
+    async def put_session(
+        self, session: AsyncSession, country_code: str, party_id: str, session_id: str, body: bytes
+    ) -> Change:
+        """Create or replace a Session; a PUT replaces the charging periods too (mod_sessions §9.2.2.2)."""
+        charging = _decode(body, ocpi.Session)
+        _check_owner(country_code, party_id, charging)
+        _check_id("id", session_id, charging.id)
+        created, _ = await self._upsert(
+            session,
+            SessionRow,
+            self._session_key(country_code, party_id, session_id),
+            {"data": body, **self._session_columns(charging)},
+        )
+        return Change(created, body, charging.last_updated)
+
+    async def patch_session(
+        self, session: AsyncSession, country_code: str, party_id: str, session_id: str, body: bytes
+    ) -> Change:
+        """Merge a Session PATCH; its ``charging_periods`` are appended to the stored ones (mod_sessions §9.2.2.3)."""
+        patch = _decode(body, ocpi.SessionPatch)
+        _check_owner(country_code, party_id, patch)
+        _check_id("id", session_id, patch.id)
+        key = self._session_key(country_code, party_id, session_id)
+        row = (
+            await session.execute(
+                select(SessionRow.id, SessionRow.data).where(*_where(SessionRow, key)).with_for_update()
+            )
+        ).one_or_none()
+        if row is None:
+            raise UnknownObjectError(f"unknown session {country_code}/{party_id}/{session_id}: PUT it first")
+        merged = merge.merge_patch(
+            merge.load_object(row.data), merge.load_object(body), append=frozenset({"charging_periods"})
+        )
+        data = merge.dump(merged)
+        charging = _revalidate(data, ocpi.Session, "Session")
+        await session.execute(
+            update(SessionRow)
+            .where(SessionRow.id == row.id)
+            .values(data=data, updated_at=self._clock.now(), **self._session_columns(charging))
+        )
+        return Change(False, data, charging.last_updated)
+
+    async def get_session(
+        self, session: AsyncSession, country_code: str, party_id: str, session_id: str
+    ) -> bytes | None:
+        return await self._get_data(session, SessionRow, self._session_key(country_code, party_id, session_id))
+
+    async def session_emsp(
+        self, session: AsyncSession, country_code: str, party_id: str, session_id: str
+    ) -> tuple[str, str] | None:
+        """The eMSP (upper-cased country_code, party_id) a stored Session belongs to: where its PATCHes go."""
+        key = self._session_key(country_code, party_id, session_id)
+        row = (
+            await session.execute(
+                select(SessionRow.emsp_country_code, SessionRow.emsp_party_id).where(*_where(SessionRow, key))
+            )
+        ).one_or_none()
+        return None if row is None else (row.emsp_country_code, row.emsp_party_id)
+
+    # ---- CDRs (mod_cdrs §10) -----------------------------------------------------------------------------------------
+
+    async def store_cdr(self, session: AsyncSession, country_code: str, party_id: str, body: bytes) -> StoredCdr:
+        """Keep a CDR byte for byte. CDRs are immutable (mod_cdrs §10.1): the same CDR again is an accepted replay
+        that changes nothing, another CDR with the same (country_code, party_id, id) is refused.
+        """
+        cdr = _decode(body, ocpi.CDR)
+        _check_owner(country_code, party_id, cdr)
+        if cdr.credit and cdr.credit_reference_id is None:
+            # mod_cdrs §10.3.1: a Credit CDR must name the CDR it credits.
+            raise InvalidObjectError("credit_reference_id is required when credit is true")
+        key = {**_owner_key(country_code, party_id), "cdr_id": ci_key(cdr.id)}
+        emsp = (ci_key(cdr.cdr_token.country_code), ci_key(cdr.cdr_token.party_id))
+        values = {
+            **key,
+            "emsp_country_code": emsp[0],
+            "emsp_party_id": emsp[1],
+            "session_id": None if cdr.session_id is None else ci_key(cdr.session_id),
+            "data": body,
+            "last_updated": cdr.last_updated,
+            "created_at": self._clock.now(),
+            "credit": bool(cdr.credit),
+            "credit_reference_id": None if cdr.credit_reference_id is None else ci_key(cdr.credit_reference_id),
+        }
+        if await self._insert_new(session, CdrRow, values, list(key)) is not None:
+            return StoredCdr(cdr.id, True, emsp)
+        stored = (
+            await session.execute(
+                select(CdrRow.data, CdrRow.emsp_country_code, CdrRow.emsp_party_id).where(*_where(CdrRow, key))
+            )
+        ).one()
+        # A replay may differ only in formatting (whitespace, key order, 1.5 vs 1.50, null vs absent).
+        if stored.data != body and merge.normalised(merge.load_object(stored.data)) != merge.normalised(
+            merge.load_object(body)
+        ):
+            raise CdrConflictError(
+                f"CDR {cdr.id} of {country_code}/{party_id} already exists with different content; "
+                "send a credit CDR with a new id to correct it (mod_cdrs §10.2)"
+            )
+        return StoredCdr(cdr.id, False, (stored.emsp_country_code, stored.emsp_party_id))
+
+    async def get_cdr(self, session: AsyncSession, country_code: str, party_id: str, cdr_id: str) -> bytes | None:
+        key = {**_owner_key(country_code, party_id), "cdr_id": ci_key(cdr_id)}
+        return await self._get_data(session, CdrRow, key)
+
+    # ---- "GET All" pages (transport §4.1.6, hub notes §1.9 item 4) ---------------------------------------------------
+
+    @staticmethod
+    def _visible_locations(viewer: Viewer) -> ColumnElement[bool]:
+        """Published Locations, and unpublished ones one of the viewer's stored Tokens may see (mod_locations §8.3.1).
+
+        A token matches a ``publish_allowed_to`` entry when it has every field the entry sets.
+        """
+        parties = viewer.party_keys()
+        if not parties:
+            return LocationRow.publish.is_(True)
+        audience, token = LocationAudienceRow, TokenRow
+        matches = and_(
+            or_(audience.uid.is_(None), audience.uid == token.uid),
+            or_(audience.type.is_(None), audience.type == token.type),
+            or_(audience.visual_number.is_(None), audience.visual_number == token.visual_number),
+            or_(audience.issuer.is_(None), audience.issuer == token.issuer),
+            or_(audience.group_id.is_(None), audience.group_id == token.group_id),
+        )
+        allowed = exists(
+            select(audience.id)
+            .join(token, matches)
+            .where(
+                audience.location_row_id == LocationRow.id,
+                _in_pairs(token.country_code, token.party_id, parties),
+            )
+        )
+        return or_(LocationRow.publish.is_(True), allowed)
+
+    async def page(
+        self,
+        session: AsyncSession,
+        module: Module,
+        *,
+        viewer: Viewer,
+        date_from: datetime | None = None,
+        date_to: datetime | None = None,
+        offset: int = 0,
+        limit: int,
+    ) -> Page:
+        """One page of the stored objects of ``module`` that ``viewer`` may see, oldest created first.
+
+        Only objects of permitted owners; Sessions and CDRs only of the viewer's own eMSPs (never broadcast, hub notes
+        §4.2, §4.3); unpublished Locations only for holders of an allowed Token. ``date_from`` is inclusive and
+        ``date_to`` exclusive on ``last_updated``; ordering by creation keeps paging stable while objects arrive.
+        """
+        if module not in _MODULES:
+            raise ValueError(f"no stored objects for module {module!r}")
+        if offset < 0 or limit < 0:
+            raise InvalidObjectError("offset and limit must not be negative")
+        model: Any = {
+            "locations": LocationRow,
+            "tariffs": TariffRow,
+            "tokens": TokenRow,
+            "sessions": SessionRow,
+            "cdrs": CdrRow,
+        }[module]
+        conditions: list[ColumnElement[bool]] = []
+        if viewer.permitted_owners is not None:
+            owners = sorted({(ci_key(cc), ci_key(pid)) for cc, pid in viewer.permitted_owners})
+            conditions.append(_in_pairs(model.country_code, model.party_id, owners))
+        if module in ("sessions", "cdrs"):
+            conditions.append(_in_pairs(model.emsp_country_code, model.emsp_party_id, viewer.party_keys()))
+        elif module == "locations":
+            conditions.append(self._visible_locations(viewer))
+        if date_from is not None:
+            conditions.append(model.last_updated >= date_from)
+        if date_to is not None:
+            conditions.append(model.last_updated < date_to)
+        where = and_(true(), *conditions)
+        total = await session.scalar(select(func.count()).select_from(model).where(where))
+        items = await session.scalars(select(model.data).where(where).order_by(model.id).offset(offset).limit(limit))
+        return Page(list(items), total or 0)
