@@ -1,7 +1,8 @@
 """Errors of the object store: `OcpiError` subclasses, so the web layer answers them with the OCPI envelope.
 
-2001 for bodies that are not valid or do not match their URL (transport §4.1.4: client owned objects), HTTP 400 when
-the body is not JSON at all (transport §4.1.7); 2003 for a Location, EVSE or Connector the hub does not have.
+2001 for bodies that are not valid or do not match their URL (transport_and_format, Client Owned Object Push: Errors),
+HTTP 400 when the body is not JSON at all (status_codes: "400 - Bad request" MUST); 2003 for a Location, EVSE or
+Connector the hub does not have.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class InvalidObjectError(OcpiError):
 
 
 class UnknownObjectError(OcpiError):
-    """A PATCH of a Session or Token the hub does not hold (2001: the sender should PUT it, transport §4.1.4)."""
+    """A PATCH of a Session or Token the hub does not hold (2001: the sender should GET and PUT it, transport PATCH)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, message)
@@ -42,7 +43,7 @@ class CdrConflictError(OcpiError):
 
 
 def invalid_body(exc: WireError) -> InvalidObjectError:
-    """Map a codec error: not JSON → 2001 with HTTP 400 (transport §4.1.7), wrong content → 2001 with HTTP 200."""
+    """Map a codec error: not JSON → 2001 with HTTP 400 (status_codes), wrong content → 2001 with HTTP 200."""
     if isinstance(exc, InvalidJson):
         return InvalidObjectError(exc.message, http_status=400)
     return InvalidObjectError(exc.message)

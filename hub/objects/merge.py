@@ -4,7 +4,7 @@ Objects are decoded with msgspec into dicts whose JSON numbers are `Decimal` (fl
 with ``decimal_format="number"``, so ``1.50`` stays ``1.50`` and money never passes through a float (DESIGN §8).
 Unknown fields and key order survive the round trip.
 
-Merge rules (transport §4.1.4 PATCH, mod_sessions §9.2.2.3): top-level fields of the PATCH replace the stored ones,
+Merge rules (transport_and_format PATCH, mod_sessions §9.2.2.3): top-level fields of the PATCH replace the stored ones,
 nested objects and lists as whole values; a ``null`` is treated like an absent field (DESIGN §5; a PATCH cannot
 remove data, mod_locations §8.2.2.3); fields named in ``append`` (Session ``charging_periods``) are appended to the
 stored list, and an empty list there changes nothing.

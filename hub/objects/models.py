@@ -2,9 +2,9 @@
 
 Key columns (``country_code``, ``party_id``, object ids, token ``uid``) hold `hub.ocpi.types.ci_key` of the CiString
 (types §16.1: compared case-insensitively), so the unique constraints work on the normalised form; the original
-spelling stays in ``data``. The autoincrement ``id`` is the creation order "GET All" pages by (transport §4.1.6:
-paging must be stable). Class names end in ``Row`` so they never collide with the wire Structs (``ocpi.Location``)
-or with other contexts' models in ``hub.models``.
+spelling stays in ``data``. The autoincrement ``id`` is the creation order "GET All" pages by (transport_and_format
+Pagination: paging must be stable). Class names end in ``Row`` so they never collide with the wire Structs
+(``ocpi.Location``) or with other contexts' models in ``hub.models``.
 """
 
 from __future__ import annotations
@@ -158,6 +158,6 @@ class CdrRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     last_updated: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    # mod_cdrs §10.2 credit CDRs: credit=true and the id of the CDR it credits (same CPO).
+    # mod_cdrs §10.1.1 credit CDRs: credit=true and the id of the CDR it credits (same CPO).
     credit: Mapped[bool] = mapped_column(Boolean)
     credit_reference_id: Mapped[str | None] = mapped_column(String(39))

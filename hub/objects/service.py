@@ -62,7 +62,7 @@ _MODULES: frozenset[str] = frozenset(get_args(Module))
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """Outcome of a PUT or PATCH: ``created`` means answer HTTP 201 (transport §4.1.4, "PUT creates").
+    """Outcome of a PUT or PATCH: ``created`` means answer HTTP 201 (PUT of a new client owned object, hub notes §1.4).
 
     ``data`` is the addressed object (Location, EVSE, Connector, Tariff, Token or Session) as now stored, and
     ``last_updated`` its own ``last_updated``.
@@ -118,7 +118,7 @@ class Viewer:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of raw objects, oldest first, and how many match the filters (``X-Total-Count``, transport §4.1.6)."""
+    """One page of raw objects, oldest first, and how many match the filters (``X-Total-Count``, transport paging)."""
 
     items: list[bytes]
     total: int
@@ -131,17 +131,17 @@ def _decode(body: bytes, type_: type[T]) -> T:
         raise invalid_body(exc) from None
 
 
-def _check_id(field: str, url_value: str, body_value: str | UnsetType) -> None:
-    # transport §4.1.4 client owned objects: the URL's country_code, party_id and object id must be those of the
-    # body; CiStrings, so compared case-insensitively (types §16.1).
+def _check_id(field: str, url_value: str, body_value: str | UnsetType, *, source: str = "the URL") -> None:
+    # transport_and_format, Client Owned Object Push (Errors): the URL's country_code, party_id and object id must be
+    # those of the body; CiStrings, so compared case-insensitively (types §16.1).
     if isinstance(body_value, UnsetType) or ci_key(url_value) == ci_key(body_value):
         return
-    raise InvalidObjectError(f"{field} {body_value!r} in the body does not match {url_value!r} in the URL")
+    raise InvalidObjectError(f"{field} {body_value!r} in the body does not match {url_value!r} in {source}")
 
 
-def _check_owner(country_code: str, party_id: str, body: Any) -> None:
-    _check_id("country_code", country_code, body.country_code)
-    _check_id("party_id", party_id, body.party_id)
+def _check_owner(country_code: str, party_id: str, body: Any, *, source: str = "the URL") -> None:
+    _check_id("country_code", country_code, body.country_code, source=source)
+    _check_id("party_id", party_id, body.party_id, source=source)
 
 
 def _owner_key(country_code: str, party_id: str) -> dict[str, str]:
@@ -166,6 +166,8 @@ def _revalidate(data: bytes, type_: type[T], what: str) -> T:
 
 
 class ObjectStore:
+    """The stored objects of every module; stateless apart from the clock, so one instance serves the process."""
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
 
@@ -201,7 +203,7 @@ class ObjectStore:
             # A concurrent PUT created it between our read and our insert: ours replaces it.
             row_id = await session.scalar(select(model.id).where(*_where(model, key)).with_for_update())
             if row_id is None:  # pragma: no cover - only if that row was deleted again in between
-                raise InvalidObjectError("the object changed concurrently; retry")
+                raise RuntimeError("the object was deleted while it was being replaced; retry the request")
         await session.execute(update(model).where(model.id == row_id).values(**values, updated_at=now))
         return False, row_id
 
@@ -555,7 +557,7 @@ class ObjectStore:
     @staticmethod
     def _session_columns(charging: ocpi.Session) -> dict[str, Any]:
         return {
-            # The eMSP a Session belongs to is the owner of its token (mod_cdrs §10.4.3 CdrToken, 2.2.1).
+            # The eMSP a Session belongs to is the owner of its token (mod_cdrs §10.4.5 CdrToken, 2.2.1).
             "emsp_country_code": ci_key(charging.cdr_token.country_code),
             "emsp_party_id": ci_key(charging.cdr_token.party_id),
             "last_updated": charging.last_updated,
@@ -627,7 +629,8 @@ class ObjectStore:
         that changes nothing, another CDR with the same (country_code, party_id, id) is refused.
         """
         cdr = _decode(body, ocpi.CDR)
-        _check_owner(country_code, party_id, cdr)
+        # A CDR POST has no owner in its URL (mod_cdrs §10.2.2.2): the owner must be the party that sends it.
+        _check_owner(country_code, party_id, cdr, source="the sending party")
         if cdr.credit and cdr.credit_reference_id is None:
             # mod_cdrs §10.3.1: a Credit CDR must name the CDR it credits.
             raise InvalidObjectError("credit_reference_id is required when credit is true")
@@ -657,7 +660,7 @@ class ObjectStore:
         ):
             raise CdrConflictError(
                 f"CDR {cdr.id} of {country_code}/{party_id} already exists with different content; "
-                "send a credit CDR with a new id to correct it (mod_cdrs §10.2)"
+                "send a credit CDR with a new id to correct it (mod_cdrs §10.1.1)"
             )
         return StoredCdr(cdr.id, False, (stored.emsp_country_code, stored.emsp_party_id))
 
@@ -665,7 +668,7 @@ class ObjectStore:
         key = {**_owner_key(country_code, party_id), "cdr_id": ci_key(cdr_id)}
         return await self._get_data(session, CdrRow, key)
 
-    # ---- "GET All" pages (transport §4.1.6, hub notes §1.9 item 4) ---------------------------------------------------
+    # ---- "GET All" pages (transport Pagination, hub notes §1.9 item 4) ----------------------------------------------
 
     @staticmethod
     def _visible_locations(viewer: Viewer) -> ColumnElement[bool]:

@@ -283,3 +283,25 @@ async def test_two_first_puts_at_once_end_as_one_create_and_one_replace(
         await second.commit()
     async with sessions() as check:
         assert load(await store.get_location(check, "NL", "CPO", "LOC1") or b"")["name"] == "Second"
+
+
+async def test_concurrent_evse_patches_of_one_location_lose_nothing(
+    clean_database: AsyncEngine, store: ObjectStore
+) -> None:
+    sessions = create_sessionmaker(clean_database)
+    async with sessions.begin() as setup:
+        await store.put_location(setup, "NL", "CPO", "LOC1", location())
+    async with sessions() as first, sessions() as second:
+        await store.patch_evse(first, "NL", "CPO", "LOC1", "EVSE1", dump({"status": "CHARGING", "last_updated": T1}))
+        # The second read-modify-write waits for the first one's row lock instead of overwriting its change.
+        racing = asyncio.create_task(
+            store.patch_evse(second, "NL", "CPO", "LOC1", "EVSE2", dump({"status": "BLOCKED", "last_updated": T1}))
+        )
+        await asyncio.sleep(0.2)
+        assert not racing.done()
+        await first.commit()
+        await racing
+        await second.commit()
+    async with sessions() as check:
+        stored = load(await store.get_location(check, "NL", "CPO", "LOC1") or b"")
+    assert [e["status"] for e in stored["evses"]] == ["CHARGING", "BLOCKED"]
