@@ -22,6 +22,7 @@ from hub.platform.logging import configure_logging
 from hub.platform.web import EXCEPTION_HANDLERS, OcpiAsgiWrapper
 from hub.runtime import build_runtime
 from hub.settings import Settings, load_settings
+from hub.worker import build_background
 
 log = structlog.get_logger("hub.app")
 
@@ -52,15 +53,19 @@ def create_app(
 ) -> Litestar:
     settings = settings or load_settings()
     runtime = build_runtime(settings, engine=engine, client=client, clock=clock)
+    # Outbox relay and in-process jobs on the embedded default, a Redis wake-up for the workers otherwise (DESIGN §2).
+    background = build_background(runtime)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.secret_key_generated:
             log.warning("HUB_SECRET_KEY not set: generated one beside the database file; keep it with the database")
         await ensure_admin_key_once(runtime.sessions, runtime.clock, settings.admin_token)
+        background.start()
         try:
             yield
         finally:
+            await background.close()
             await runtime.close()
 
     state = State(

@@ -94,10 +94,15 @@ def serve(host: str, port: int, workers: int) -> None:
 
 @main.command()
 def worker() -> None:
-    """Run the background worker (fan-out deliveries, HubClientInfo, liveness, clearing jobs)."""
-    raise click.ClickException(
-        "the background worker is not built yet: this release has no background jobs (see README, 'Status')"
-    )
+    """Run the background worker (fan-out deliveries, HubClientInfo, liveness, clearing jobs) on HUB_REDIS_URL."""
+    from hub.worker import run_worker
+
+    settings = _settings()
+    if settings.redis_url is None:
+        raise click.ClickException(
+            "HUB_REDIS_URL is not set: without Redis, `ocpi-hub serve` runs the background jobs in-process"
+        )
+    run_worker(settings)
 
 
 @main.group()

@@ -6,5 +6,6 @@ from hub.admin.models import OperatorKey
 from hub.objects import models as stored_objects
 from hub.parties.models import Party, Platform, PlatformEndpoint
 from hub.platform.db import Base
+from routing.outbox import OutboxMessage
 
-__all__ = ["Base", "OperatorKey", "Party", "Platform", "PlatformEndpoint", "stored_objects"]
+__all__ = ["Base", "OperatorKey", "OutboxMessage", "Party", "Platform", "PlatformEndpoint", "stored_objects"]

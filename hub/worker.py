@@ -1,0 +1,230 @@
+"""Composition root of the background work: ``ocpi-hub worker`` (arq on Redis) and its twin inside the web process.
+
+DESIGN §2: with ``HUB_REDIS_URL`` the web processes only write outbox rows (and wake the workers through Redis
+pub/sub after each commit); ``ocpi-hub worker`` processes run the outbox relay and the jobs. Without it (the embedded
+default) every web process runs the same relay and the same job functions in-process. Either way a delivery is the
+same `routing.delivery.deliver` over the same rows, so losing Redis or a process loses no accepted push (DESIGN §6).
+
+Besides ``hub/platform/jobs.py`` this is the only module that imports arq (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging.config
+from typing import Any
+
+import structlog
+from arq.logs import default_log_config
+from arq.worker import run_worker as arq_run_worker
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.platform.clock import Clock, SystemClock
+from hub.platform.http import PartnerClient
+from hub.platform.jobs import (
+    ArqJobQueue,
+    InProcessJobQueue,
+    JobContext,
+    JobQueue,
+    JobRegistry,
+    arq_functions,
+    compute_backoff,
+    redis_settings,
+)
+from hub.platform.logging import configure_logging
+from hub.runtime import Runtime, build_runtime
+from hub.settings import Settings
+from routing.delivery import DELIVER_JOB, DELIVERER_KEY, Deliverer, DeliveryHooks, DeliveryPolicy, deliver
+from routing.outbox import install_wakeup
+from routing.relay import OutboxRelay, RelaySettings
+
+__all__ = [
+    "Background",
+    "build_background",
+    "delivery_hooks",
+    "delivery_policy",
+    "job_context",
+    "job_registry",
+    "run_worker",
+    "worker_settings",
+]
+
+log = structlog.get_logger("hub.worker")
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    # The lease outlives the HTTP timeout by far: a live attempt must never be repeated because it was slow.
+    return DeliveryPolicy(
+        max_attempts=3,
+        timeout=settings.partner_timeout,
+        lease=settings.partner_timeout + 30.0,
+        backoff=compute_backoff,
+    )
+
+
+def delivery_hooks(runtime: Runtime) -> DeliveryHooks:
+    """What happens when a receiver stops (or starts again) answering pushes.
+
+    The single plug point for HubClientInfo (hub notes §3 and §1.9: forwarding failures drive CONNECTED/OFFLINE):
+    mark the party OFFLINE on ``on_receiver_unreachable`` and CONNECTED again on ``on_receiver_reachable``.
+    """
+    del runtime  # needed by the HubClientInfo hooks once they exist
+    return DeliveryHooks()
+
+
+def job_registry(policy: DeliveryPolicy) -> JobRegistry:
+    registry = JobRegistry()
+    # The job outlives the HTTP attempt and the two transactions around it; the lease outlives the job.
+    registry.add(DELIVER_JOB, deliver, timeout=policy.timeout + 15.0)
+    return registry
+
+
+# Leases, due times and backoffs pace real network calls and real sleeps, across processes: they run on the wall
+# clock even where the runtime's clock is a test's fixed one (that one is for business time, e.g. last_updated).
+_WALL_CLOCK = SystemClock()
+
+
+def job_context(runtime: Runtime, *, policy: DeliveryPolicy, hooks: DeliveryHooks) -> JobContext:
+    """The objects job functions find in their ctx; built once per process."""
+    deliverer = Deliverer(
+        runtime.sessions,
+        registry=runtime.registry,
+        client=runtime.client,
+        clock=_WALL_CLOCK,
+        policy=policy,
+        hooks=hooks,
+    )
+    return {"runtime": runtime, DELIVERER_KEY: deliverer}
+
+
+# ---- inside the web process ------------------------------------------------------------------------------------------
+
+
+class Background:
+    """The background side of one web process: build it with the runtime, `start` it in the lifespan, `close` it
+    before the runtime. `notify` after committing outbox rows (sessions of ``runtime.sessions`` do it by themselves,
+    see `routing.outbox.install_wakeup`).
+    """
+
+    def __init__(self, queue: JobQueue, relay: OutboxRelay | None, publisher: ArqJobQueue | None = None) -> None:
+        self.queue = queue
+        self.relay = relay
+        self._publisher = publisher
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def notify(self) -> None:
+        """Wake the relay: this process's own (embedded default), or the workers' through Redis pub/sub."""
+        if self.relay is not None:
+            self.relay.notify()
+        elif self._publisher is not None:
+            task = asyncio.get_running_loop().create_task(self._publish(self._publisher))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _publish(publisher: ArqJobQueue) -> None:
+        try:
+            await publisher.publish_wakeup()
+        except Exception as exc:  # Redis away: the workers' relays still poll, the push is only later
+            log.warning("could not wake the workers", error=f"{exc.__class__.__name__}: {exc}")
+
+    def start(self) -> None:
+        if self.relay is not None:
+            self.relay.start()
+
+    async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.queue.close()
+
+
+def build_background(
+    runtime: Runtime,
+    *,
+    policy: DeliveryPolicy | None = None,
+    hooks: DeliveryHooks | None = None,
+    relay_settings: RelaySettings | None = None,
+    concurrency: int = 10,
+) -> Background:
+    """Without Redis: relay + in-process jobs. With Redis: only the wake-up publisher for the workers' relays."""
+    settings = runtime.settings
+    if settings.redis_url is None:
+        policy = policy or delivery_policy(settings)
+        context = job_context(runtime, policy=policy, hooks=hooks or delivery_hooks(runtime))
+        queue = InProcessJobQueue(job_registry(policy), context, concurrency=concurrency)
+        background = Background(queue, OutboxRelay(runtime.sessions, queue, _WALL_CLOCK, relay_settings))
+    else:
+        publisher = ArqJobQueue.lazy(settings.redis_url)
+        background = Background(publisher, None, publisher)
+    install_wakeup(runtime.sessions, background.notify)
+    return background
+
+
+# ---- ocpi-hub worker -------------------------------------------------------------------------------------------------
+
+
+def worker_settings(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    client: PartnerClient | None = None,
+    clock: Clock | None = None,
+    policy: DeliveryPolicy | None = None,
+    hooks: DeliveryHooks | None = None,
+    relay_settings: RelaySettings | None = None,
+    max_jobs: int = 20,
+) -> dict[str, Any]:
+    """arq's WorkerSettings (as the dict arq accepts): the jobs, and the relay started with the worker."""
+    if settings.redis_url is None:
+        raise ValueError("HUB_REDIS_URL is not set: without Redis the web process runs the jobs itself")
+    policy = policy or delivery_policy(settings)
+    registry = job_registry(policy)
+
+    async def startup(ctx: JobContext) -> None:
+        runtime = build_runtime(settings, engine=engine, client=client, clock=clock)
+        ctx.update(job_context(runtime, policy=policy, hooks=hooks or delivery_hooks(runtime)))
+        queue = ArqJobQueue(ctx["redis"])
+        relay = OutboxRelay(runtime.sessions, queue, _WALL_CLOCK, relay_settings)
+        install_wakeup(runtime.sessions, relay.notify)
+        relay.start()
+        ctx["hub.relay"] = relay
+        ctx["hub.wake_listener"] = asyncio.create_task(queue.listen_wakeups(relay.notify), name="wake-listener")
+        log.info("worker started", jobs=[job.name for job in registry])
+
+    async def shutdown(ctx: JobContext) -> None:
+        listener: asyncio.Task[None] | None = ctx.pop("hub.wake_listener", None)
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        relay: OutboxRelay | None = ctx.pop("hub.relay", None)
+        if relay is not None:
+            await relay.stop()
+        runtime: Runtime | None = ctx.pop("runtime", None)
+        if runtime is not None:
+            await runtime.close()
+
+    return {
+        "functions": arq_functions(registry),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "redis_settings": redis_settings(settings.redis_url),
+        "max_jobs": max_jobs,
+        # Results are never kept, failed runs included: a job id must be free again once its run is over, because
+        # the outbox, not arq, decides what still has to be done (hub.platform.jobs).
+        "keep_result": 0,
+        # A queued delivery starts within 0.1 s; the poll is one cheap ZRANGEBYSCORE.
+        "poll_delay": 0.1,
+    }
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until SIGINT/SIGTERM (``ocpi-hub worker``)."""
+    configure_logging()
+    logging.config.dictConfig(default_log_config(verbose=False))
+    arq_run_worker(worker_settings(settings))

@@ -1,0 +1,134 @@
+"""The outbox relay: the only code that enqueues deliveries (DESIGN §6, house style §3.7).
+
+It reads due rows (`routing.outbox.due_condition`: open, due, unleased, first in line of their unit), oldest first,
+and enqueues one ``routing.deliver`` job per row with the job id ``routing.deliver:{id}:{attempts}``. It writes
+nothing: what is delivered, leased or due lives in the row, which the delivery job changes. So the relay keeps only a
+small in-memory note of what it handed out, to not enqueue the same attempt again on every poll; after
+``redispatch_after`` seconds it hands it out again, in case the queue lost it (Redis flushed, a process killed). The
+queue collapses a duplicate that is still queued and the job is idempotent, so that costs nothing but one call.
+
+Several relays may run (one per worker process, or per web process on the embedded default); none is needed for
+correctness more than any other. A commit that enqueued work wakes the relay of the same process through
+`notify` (`routing.outbox.install_wakeup`); otherwise it polls every ``poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub.platform.clock import Clock
+from routing.delivery import DELIVER_JOB, deliver_job_id
+from routing.outbox import OutboxMessage, due_condition
+
+__all__ = ["Enqueuer", "OutboxRelay", "RelaySettings"]
+
+log = structlog.get_logger("routing.relay")
+
+
+class Enqueuer(Protocol):
+    """What the relay needs of a job queue (``hub.platform.jobs.JobQueue`` fits; routing does not import it)."""
+
+    async def enqueue(self, name: str, *args: Any, job_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    #: Rows read per pass; a full batch makes the next pass start at once.
+    batch_size: int = 500
+    #: Seconds between passes when nobody calls `OutboxRelay.notify`.
+    poll_interval: float = 0.5
+    #: Seconds after which an attempt handed out but still due is handed out again.
+    redispatch_after: float = 15.0
+    #: Seconds to wait after a pass failed (database restarting, Redis unreachable) before the next one.
+    error_backoff: float = 1.0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        queue: Enqueuer,
+        clock: Clock,
+        settings: RelaySettings | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._queue = queue
+        self._clock = clock
+        self.settings = settings or RelaySettings()
+        self._wake = asyncio.Event()
+        # outbox id -> (attempts, next_attempt_at, monotonic time handed out): what a pass must not repeat.
+        self._handed_out: dict[int, tuple[int, datetime, float]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        """Start the next pass now (call after committing new or re-queued messages)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """One pass; returns how many jobs it enqueued (rows handed out recently are not counted again)."""
+        now = self._clock.now()
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.next_attempt_at)
+                    .where(due_condition(now))
+                    .order_by(OutboxMessage.id)
+                    .limit(self.settings.batch_size)
+                )
+            ).all()
+        # The transaction is over before the queue is called: a job may start before this method returns.
+        clock = time.monotonic()
+        handed_out: dict[int, tuple[int, datetime, float]] = {}
+        enqueued = 0
+        try:
+            for outbox_id, attempts, due_at in rows:
+                previous = self._handed_out.get(outbox_id)
+                if (
+                    previous is not None
+                    and previous[:2] == (attempts, due_at)
+                    and clock - previous[2] < self.settings.redispatch_after
+                ):
+                    handed_out[outbox_id] = previous
+                    continue
+                await self._queue.enqueue(DELIVER_JOB, outbox_id, job_id=deliver_job_id(outbox_id, attempts))
+                handed_out[outbox_id] = (attempts, due_at, clock)
+                enqueued += 1
+        finally:
+            # Rows no longer due (delivered, leased, failed) drop out of the note; so does whatever the queue refused.
+            self._handed_out = handed_out
+        return enqueued
+
+    async def run(self) -> None:
+        """Pass after pass until cancelled; a failing pass is logged and retried, never fatal."""
+        while True:
+            self._wake.clear()
+            try:
+                enqueued = await self.run_once()
+            except Exception as exc:
+                log.warning("outbox relay pass failed; retrying", error=f"{exc.__class__.__name__}: {exc}")
+                await asyncio.sleep(self.settings.error_backoff)
+                continue
+            if enqueued >= self.settings.batch_size:  # a full batch of new work: more is probably waiting
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
