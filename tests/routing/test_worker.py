@@ -227,9 +227,12 @@ async def test_ocpi_hub_worker_runs_jobs_until_sigterm(
     )
     try:
         await status_becomes(quiet_hub.engine, outbox_id, OutboxStatus.DELIVERED, timeout=20.0)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    except AssertionError:
+        process.kill()
+        _, stderr = await process.communicate()
+        raise AssertionError(f"ocpi-hub worker did not deliver; its log:\n{stderr.decode()}") from None
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0, stderr.decode()
     assert "Traceback" not in stderr.decode()
     assert len(receiver.puts()) == 1
