@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,15 +16,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.admin import controllers as admin_controllers
 from hub.admin.service import ensure_admin_key_once
+from hub.objects.service import ObjectStore
 from hub.ocpi.codec import encode
 from hub.parties import controllers as party_controllers
+from hub.parties.models import ConnectionStatus
 from hub.platform.clock import Clock
 from hub.platform.http import PartnerClient
 from hub.platform.logging import configure_logging
 from hub.platform.web import EXCEPTION_HANDLERS, OcpiAsgiWrapper
-from hub.runtime import build_runtime
+from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings, load_settings
-from hub.worker import build_background
+from hub.worker import build_background, delivery_hooks
+from routing.asgi import RoutingApp
+from routing.forwarder import Forwarder
+from routing.hubstore import HubStore
+from routing.links import LinkSigner
+from routing.router import Router
 
 log = structlog.get_logger("hub.app")
 
@@ -54,18 +63,30 @@ def create_app(
     settings = settings or load_settings()
     runtime = build_runtime(settings, engine=engine, client=client, clock=clock)
     # Outbox relay and in-process jobs on the embedded default, a Redis wake-up for the workers otherwise (DESIGN §2).
-    background = build_background(runtime)
+    background = build_background(runtime, hooks=delivery_hooks(runtime))
+    routing_app = build_routing_app(runtime)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if settings.secret_key_generated:
             log.warning("HUB_SECRET_KEY not set: generated one beside the database file; keep it with the database")
         await ensure_admin_key_once(runtime.sessions, runtime.clock, settings.admin_token)
+        await runtime.table.start()
+        await runtime.message_log.start()
         background.start()
+        # Without Redis there is no worker: this process runs the still-alive probe itself (with Redis, the
+        # workers' unique cron job does, once cluster-wide).
+        liveness = None if settings.redis_url else asyncio.create_task(_liveness_loop(runtime), name="liveness")
         try:
             yield
         finally:
+            if liveness is not None:
+                liveness.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await liveness
             await background.close()
+            await runtime.message_log.stop()
+            await runtime.table.stop()
             await runtime.close()
 
     state = State(
@@ -77,6 +98,8 @@ def create_app(
             "clock": runtime.clock,
             # Version details never change while the process runs: encode them once (hub hot path stays small).
             "version_details_json": encode(party_controllers.version_details(settings.public_url)),
+            "routing_app": routing_app,
+            "runtime": runtime,
         }
     )
     return Litestar(
@@ -96,4 +119,52 @@ def asgi() -> OcpiAsgiWrapper:
 
 
 def wrap(app: Litestar) -> OcpiAsgiWrapper:
-    return OcpiAsgiWrapper(app)
+    """Put the OCPI wrapper around the app; functional-module URLs go straight to the routing fast path."""
+    routing_app: RoutingApp = app.state.routing_app
+    return OcpiAsgiWrapper(app, fast_path=(routing_app.handles, routing_app))
+
+
+def build_routing_app(runtime: Runtime) -> RoutingApp:
+    settings = runtime.settings
+    hub_party = (settings.country_code, settings.party_id)
+    store = ObjectStore(runtime.clock)
+    hubstore = HubStore(
+        table=runtime.table,
+        sessions=runtime.sessions,
+        store=store,
+        public_url=settings.public_url,
+        hub_party=hub_party,
+    )
+    router = Router(
+        table=runtime.table,
+        forwarder=Forwarder(runtime.client, runtime.message_log),
+        sessions=runtime.sessions,
+        store=store,
+        signer=LinkSigner(settings.secret_key),
+        clock=runtime.clock,
+        public_url=settings.public_url,
+        hub_party=hub_party,
+        forward_timeout=settings.forward_timeout,
+        authorize_timeout=settings.authorize_timeout,
+        hub_handler=hubstore.handle,
+    )
+    app = RoutingApp(table=runtime.table, router=router, message_log=runtime.message_log, clientinfo=runtime.clientinfo)
+
+    def unreachable(platform_id: int) -> None:
+        app.spawn(runtime.clientinfo.set_status(platform_id, ConnectionStatus.OFFLINE, reason="forwarding failed"))
+
+    router.on_unreachable = unreachable
+    return app
+
+
+# How often the embedded hub looks for silent platforms; each is probed only after HUB_LIVENESS_AFTER of silence.
+LIVENESS_TICK = 60.0
+
+
+async def _liveness_loop(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(min(LIVENESS_TICK, runtime.settings.liveness_after))
+        try:
+            await runtime.clientinfo.probe_silent()
+        except Exception:  # the next round retries; a database hiccup must not end the probe
+            log.exception("still-alive probe failed")

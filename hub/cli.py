@@ -20,6 +20,7 @@ from rich.table import Table
 from clearing.cli import price_command
 from hub.admin.service import ensure_admin_key_once
 from hub.parties.service import RegistryError, platform_as_dict
+from hub.platform.logging import configure_logging
 from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings, SettingsError, load_settings
 
@@ -59,6 +60,8 @@ def _print_json(value: Any) -> None:
 @click.version_option(package_name="ocpi-hub")
 def main() -> None:
     """OCPI 2.2.1 roaming hub and clearing house."""
+    # Logs go to stderr: stdout carries the JSON other tools read.
+    configure_logging()
 
 
 @main.command()

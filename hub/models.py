@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from hub.admin.models import OperatorKey
+from hub.agreements.models import RoamingAgreement
 from hub.objects import models as stored_objects
 from hub.parties.models import Party, Platform, PlatformEndpoint
 from hub.platform.db import Base
+from routing.links import CommandLink
+from routing.messagelog import MessageLogRow
 from routing.outbox import OutboxMessage
 
-__all__ = ["Base", "OperatorKey", "OutboxMessage", "Party", "Platform", "PlatformEndpoint", "stored_objects"]
+__all__ = [
+    "Base",
+    "CommandLink",
+    "MessageLogRow",
+    "OperatorKey",
+    "OutboxMessage",
+    "Party",
+    "Platform",
+    "PlatformEndpoint",
+    "RoamingAgreement",
+    "stored_objects",
+]

@@ -1,4 +1,8 @@
-"""Building the hub's long-lived objects from settings, shared by the web app, the CLI and the worker."""
+"""Building the hub's long-lived objects from settings, shared by the web app, the CLI and the worker.
+
+A composition root: it wires the registry to the routing table and to HubClientInfo (the registry itself knows
+nothing of routing), so a registration made from any process reloads routing and announces the new parties.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from hub.platform.crypto import TokenCipher
 from hub.platform.db import create_engine, create_sessionmaker
 from hub.platform.http import PartnerClient
 from hub.settings import Settings
+from routing.clientinfo import ClientInfoService
+from routing.messagelog import MessageLog
+from routing.table import RoutingTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +28,11 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     client: PartnerClient
     clock: Clock
+    cipher: TokenCipher
     registry: PartyRegistry
+    table: RoutingTable
+    message_log: MessageLog
+    clientinfo: ClientInfoService
 
     async def close(self) -> None:
         await self.client.close()
@@ -39,6 +50,7 @@ def build_runtime(
     sessions = create_sessionmaker(engine)
     client = client or PartnerClient(default_timeout=settings.partner_timeout)
     clock = clock or SystemClock()
+    cipher = TokenCipher(settings.secret_key)
     registry = PartyRegistry(
         sessions,
         identity=HubIdentity(
@@ -47,10 +59,28 @@ def build_runtime(
             name=settings.hub_name,
             versions_url=settings.versions_url,
         ),
-        cipher=TokenCipher(settings.secret_key),
+        cipher=cipher,
         client=client,
         clock=clock,
         partner_timeout=settings.partner_timeout,
         allow_private_peers=settings.allow_private_peers,
     )
-    return Runtime(settings, engine, sessions, client, clock, registry)
+    table = RoutingTable(sessions, cipher, clock, policy=settings.roaming_policy)
+    message_log = MessageLog(sessions)
+    clientinfo = ClientInfoService(
+        sessions,
+        table=table,
+        cipher=cipher,
+        client=client,
+        clock=clock,
+        liveness_after=settings.liveness_after,
+        probe_timeout=settings.partner_timeout,
+    )
+
+    async def reload_table(_platform_id: int) -> None:
+        await table.reload()
+
+    # Order matters: the table first, so HubClientInfo sees the new party's roaming permissions.
+    registry.on_change(reload_table)
+    registry.on_change(clientinfo.platform_changed)
+    return Runtime(settings, engine, sessions, client, clock, cipher, registry, table, message_log, clientinfo)

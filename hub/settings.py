@@ -42,6 +42,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     forward_timeout: float = 30.0
     # Real-time authorization has a driver waiting at the charger (mod_tokens §real-time authorization): tighter.
     authorize_timeout: float = 5.0
+    # Seconds of silence after which the hub checks a platform is still alive (mod_hub_client_info: "start with 5
+    # minutes").
+    liveness_after: float = 300.0
 
     @property
     def is_embedded(self) -> bool:
@@ -135,6 +138,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     partner_timeout = _seconds(env, "HUB_PARTNER_TIMEOUT", "10")
     forward_timeout = _seconds(env, "HUB_FORWARD_TIMEOUT", "30")
     authorize_timeout = _seconds(env, "HUB_AUTHORIZE_TIMEOUT", "5")
+    liveness_after = _seconds(env, "HUB_LIVENESS_AFTER", "300")
     return Settings(
         database_url=database_url,
         redis_url=env.get("HUB_REDIS_URL") or None,
@@ -150,4 +154,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         partner_timeout=partner_timeout,
         forward_timeout=forward_timeout,
         authorize_timeout=authorize_timeout,
+        liveness_after=liveness_after,
     )

@@ -13,13 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging.config
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from arq.cron import cron
 from arq.logs import default_log_config
 from arq.worker import run_worker as arq_run_worker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.parties.models import ConnectionStatus
 from hub.platform.clock import Clock, SystemClock
 from hub.platform.http import PartnerClient
 from hub.platform.jobs import (
@@ -35,7 +38,16 @@ from hub.platform.jobs import (
 from hub.platform.logging import configure_logging
 from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings
-from routing.delivery import DELIVER_JOB, DELIVERER_KEY, Deliverer, DeliveryHooks, DeliveryPolicy, deliver
+from routing.delivery import (
+    DELIVER_JOB,
+    DELIVERER_KEY,
+    AttemptRecord,
+    Deliverer,
+    DeliveryHooks,
+    DeliveryPolicy,
+    deliver,
+)
+from routing.messagelog import MessageRecord
 from routing.outbox import install_wakeup
 from routing.relay import OutboxRelay, RelaySettings
 
@@ -69,8 +81,44 @@ def delivery_hooks(runtime: Runtime) -> DeliveryHooks:
     The single plug point for HubClientInfo (hub notes §3 and §1.9: forwarding failures drive CONNECTED/OFFLINE):
     mark the party OFFLINE on ``on_receiver_unreachable`` and CONNECTED again on ``on_receiver_reachable``.
     """
-    del runtime  # needed by the HubClientInfo hooks once they exist
-    return DeliveryHooks()
+    clientinfo, message_log = runtime.clientinfo, runtime.message_log
+
+    async def unreachable(platform_id: int) -> None:
+        await clientinfo.set_status(platform_id, ConnectionStatus.OFFLINE, reason="pushes to it keep failing")
+
+    async def reachable(platform_id: int) -> None:
+        await clientinfo.set_status(platform_id, ConnectionStatus.CONNECTED, reason="a push was delivered")
+
+    def attempted(record: AttemptRecord) -> None:
+        headers = record.headers
+        message_log.record(
+            MessageRecord(
+                at=record.at,
+                direction="out",
+                correlation_id=headers.get("X-Correlation-ID", ""),
+                request_id=record.request_id,
+                platform_id=record.receiver_platform_id,
+                from_party=_party(headers, "from"),
+                to_party=_party(headers, "to"),
+                target_platform_id=record.receiver_platform_id,
+                module=record.kind,
+                method=record.method,
+                path=record.url,
+                http_status=record.http_status,
+                ocpi_status=record.ocpi_status,
+                latency_ms=record.latency_ms,
+                size_in=record.size_in,
+                size_out=record.size_out,
+                error=record.error,
+            )
+        )
+
+    return DeliveryHooks(on_receiver_unreachable=unreachable, on_receiver_reachable=reachable, on_attempt=attempted)
+
+
+def _party(headers: Mapping[str, str], side: str) -> str | None:
+    cc, pid = headers.get(f"OCPI-{side}-country-code"), headers.get(f"OCPI-{side}-party-id")
+    return f"{cc.upper()}/{pid.upper()}" if cc and pid else None
 
 
 def job_registry(policy: DeliveryPolicy) -> JobRegistry:
@@ -187,6 +235,8 @@ def worker_settings(
 
     async def startup(ctx: JobContext) -> None:
         runtime = build_runtime(settings, engine=engine, client=client, clock=clock)
+        await runtime.table.start()  # HubClientInfo shows parties without an agreement as PLANNED
+        await runtime.message_log.start()  # the deliveries' calls are logged too
         ctx.update(job_context(runtime, policy=policy, hooks=hooks or delivery_hooks(runtime)))
         queue = ArqJobQueue(ctx["redis"])
         relay = OutboxRelay(runtime.sessions, queue, _WALL_CLOCK, relay_settings)
@@ -207,10 +257,14 @@ def worker_settings(
             await relay.stop()
         runtime: Runtime | None = ctx.pop("runtime", None)
         if runtime is not None:
+            await runtime.table.stop()
+            await runtime.message_log.stop()
             await runtime.close()
 
     return {
         "functions": arq_functions(registry),
+        # mod_hub_client_info §still alive check: once a minute, cluster-wide (unique), probe the silent platforms.
+        "cron_jobs": [cron(probe_liveness, name=LIVENESS_JOB, second=0, unique=True, timeout=120)],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": redis_settings(settings.redis_url),
@@ -221,6 +275,15 @@ def worker_settings(
         # A queued delivery starts within 0.1 s; the poll is one cheap ZRANGEBYSCORE.
         "poll_delay": 0.1,
     }
+
+
+LIVENESS_JOB = "routing.probe_liveness"
+
+
+async def probe_liveness(ctx: JobContext) -> int:
+    """GET the versions of every platform silent for longer than HUB_LIVENESS_AFTER; returns how many were probed."""
+    runtime: Runtime = ctx["runtime"]
+    return len(await runtime.clientinfo.probe_silent())
 
 
 def run_worker(settings: Settings) -> None:

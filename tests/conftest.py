@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -45,14 +45,30 @@ async def _recreate_database(name: str) -> None:
         await connection.close()
 
 
+async def _drop_database(name: str) -> None:
+    url = make_url(ADMIN_URL)
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(scope="session")
-def database_url(worker_id: str) -> str:
-    """A fresh database for this xdist worker, at the migrations' head (never create_all)."""
-    name = f"hub_test_{worker_id}"
+def database_url(worker_id: str) -> Iterator[str]:
+    """A fresh database for this xdist worker and run, at the migrations' head (never create_all).
+
+    The run's process id is part of the name so two runs on one machine (two developers, a developer and CI) never
+    drop each other's database.
+    """
+    name = f"hub_test_{worker_id}_{os.getpid()}"
     asyncio.run(_recreate_database(name))
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     upgrade(url)
-    return url
+    yield url
+    asyncio.run(_drop_database(name))
 
 
 @pytest.fixture(scope="session")

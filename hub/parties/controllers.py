@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, delete, get, post, put, route
+from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 
 from hub.ocpi import v2_2_1 as ocpi
 from hub.ocpi.codec import InvalidJson, InvalidPayload, decode, encode
 from hub.ocpi.envelope import OcpiStatus
-from hub.parties.auth import Caller, authenticate, require_registered
+from hub.parties.auth import Caller, authenticate
 from hub.parties.service import PartyRegistry
 from hub.platform.web import OcpiError, ocpi_response
 
@@ -107,33 +107,6 @@ async def delete_credentials(request: Request[Any, Any, State]) -> Response[byte
     return ocpi_response()
 
 
-_METHODS: list[Any] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-
-@route(f"/ocpi/{VERSION}/hubclientinfo", http_method=_METHODS, include_in_schema=False, status_code=200)
-async def hubclientinfo_not_built(request: Request[Any, Any, State]) -> Response[bytes]:
-    require_registered(await _caller(request))
-    raise OcpiError(OcpiStatus.HUB_ERROR, "hubclientinfo is not built yet in this hub release (see README)")
-
-
-@route(
-    [
-        f"/ocpi/{VERSION}/{{interface:str}}/{{module:str}}",
-        f"/ocpi/{VERSION}/{{interface:str}}/{{module:str}}/{{tail:path}}",
-    ],
-    http_method=_METHODS,
-    include_in_schema=False,
-    status_code=200,
-)
-async def functional_not_built(request: Request[Any, Any, State]) -> Response[bytes]:
-    interface, module = request.path_params["interface"], request.path_params["module"]
-    if interface not in ("sender", "receiver") or module not in FUNCTIONAL_MODULES:
-        raise OcpiError(OcpiStatus.CLIENT_ERROR, f"no such endpoint: {request.url.path}", http_status=404)
-    # Token A (or a still-registering token) opens only versions and credentials: transport_and_format §4.1.1.
-    require_registered(await _caller(request))
-    raise OcpiError(OcpiStatus.HUB_ERROR, f"routing of {module} is not built yet in this hub release (see README)")
-
-
 ROUTES = [
     get_versions,
     get_version_details,
@@ -141,6 +114,4 @@ ROUTES = [
     post_credentials,
     put_credentials,
     delete_credentials,
-    hubclientinfo_not_built,
-    functional_not_built,
 ]

@@ -23,6 +23,15 @@ class Direction(enum.StrEnum):
     OUTBOUND = "OUTBOUND"  # the hub registered with the platform using a token A the platform issued
 
 
+class ConnectionStatus(enum.StrEnum):
+    """How reachable a platform's parties are, as announced in HubClientInfo (mod_hub_client_info §ConnectionStatus)."""
+
+    CONNECTED = "CONNECTED"
+    OFFLINE = "OFFLINE"
+    PLANNED = "PLANNED"
+    SUSPENDED = "SUSPENDED"
+
+
 class TokenForm(enum.StrEnum):
     BASE64 = "base64"  # OCPI 2.2+: "Token " + Base64(token) (transport_and_format §4.1)
     RAW = "raw"  # older peers: "Token " + token
@@ -49,6 +58,9 @@ class Platform(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     registered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Reachability for HubClientInfo: set by registration, deletion, deliveries and the still-alive probe.
+    connection_status: Mapped[str] = mapped_column(String(16), default=ConnectionStatus.PLANNED)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     parties: Mapped[list[Party]] = relationship(
         back_populates="platform", cascade="all, delete-orphan", lazy="raise", order_by="Party.id"

@@ -8,10 +8,12 @@ whoever receives the credentials POST creates the token the other side will use 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
+import structlog
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,12 +25,22 @@ from hub.ocpi.envelope import OcpiStatus
 from hub.ocpi.types import ci_key
 from hub.parties.auth import Caller
 from hub.parties.discovery import Discovery, _RawEnvelope, discover
-from hub.parties.models import Direction, Party, Platform, PlatformEndpoint, RegistrationStatus, TokenForm
+from hub.parties.models import (
+    ConnectionStatus,
+    Direction,
+    Party,
+    Platform,
+    PlatformEndpoint,
+    RegistrationStatus,
+    TokenForm,
+)
 from hub.platform.clock import Clock
 from hub.platform.crypto import TokenCipher, hash_token, new_token
 from hub.platform.http import PartnerCallError, PartnerClient
 from hub.platform.ssrf import UnsafeUrlError, check_url
 from hub.platform.web import OcpiError
+
+log = structlog.get_logger("hub.parties")
 
 
 class RegistryError(Exception):
@@ -94,6 +106,19 @@ class PartyRegistry:
         self._clock = clock
         self._timeout = partner_timeout
         self._allow_private = allow_private_peers
+        # Called with the platform id after every committed registration change (routing reloads its table and
+        # announces the change in HubClientInfo; the registry itself knows nothing of routing).
+        self._listeners: list[Callable[[int], Awaitable[None]]] = []
+
+    def on_change(self, listener: Callable[[int], Awaitable[None]]) -> None:
+        self._listeners.append(listener)
+
+    async def _changed(self, platform_id: int) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(platform_id)
+            except Exception:  # a listener failing must not undo or fail a committed registration
+                log.exception("registry change listener failed", platform_id=platform_id)
 
     # ---- reading -------------------------------------------------------------------------------------------------
 
@@ -191,6 +216,7 @@ class PartyRegistry:
             await self._delete_at_partner(credentials_url, credentials.token, discovery.token_form)
             await self._abandon(platform.id)
             raise RegistryError(exc.message) from exc
+        await self._changed(platform.id)
         return await self.get_platform(platform.id)
 
     async def _post_credentials(self, url: str, token_a: str, token_b: str, form: str) -> ocpi.Credentials:
@@ -255,6 +281,7 @@ class PartyRegistry:
             inbound_token=token_c,
             outbound_token=body.token,
         )
+        await self._changed(caller.platform_id)
         return self.identity.credentials(token_c)
 
     async def update(self, caller: Caller, body: ocpi.Credentials) -> ocpi.Credentials:
@@ -284,6 +311,7 @@ class PartyRegistry:
             outbound_token=body.token,
             previous_token_hash=hash_token(caller.token),
         )
+        await self._changed(caller.platform_id)
         return self.identity.credentials(token_c)
 
     async def unregister(self, caller: Caller) -> None:
@@ -291,6 +319,7 @@ class PartyRegistry:
         if not caller.registered:
             raise OcpiError(OcpiStatus.CLIENT_ERROR, "not registered: nothing to delete", http_status=405)
         await self._unregister(caller.platform_id)
+        await self._changed(caller.platform_id)
 
     async def _unregister(self, platform_id: int) -> None:
         now = self._clock.now()
@@ -303,6 +332,8 @@ class PartyRegistry:
                     inbound_token_hash=None,
                     token_a_hash=None,
                     outbound_token=None,
+                    connection_status=ConnectionStatus.SUSPENDED,
+                    status_changed_at=now,
                     updated_at=now,
                 )
             )
@@ -362,6 +393,9 @@ class PartyRegistry:
                         http_status=405,
                     )
                 platform.status = RegistrationStatus.REGISTERED
+                if platform.connection_status != ConnectionStatus.CONNECTED:
+                    platform.connection_status = ConnectionStatus.CONNECTED
+                    platform.status_changed_at = now
                 platform.version = discovery.version
                 platform.versions_url = (
                     credentials.url if expect != RegistrationStatus.CONNECTING else platform.versions_url

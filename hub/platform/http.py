@@ -28,6 +28,7 @@ class HttpResult(msgspec.Struct, frozen=True):
     status: int
     headers: Mapping[str, str]
     body: bytes
+    request_id: str = ""  # the X-Request-ID this call carried (a new one per hop, transport §4.2.1)
 
 
 class PartnerClient:
@@ -67,13 +68,16 @@ class PartnerClient:
         if headers:
             out.update(headers)
         out.setdefault("X-Correlation-ID", str(uuid.uuid4()))
+        request_id = out["X-Request-ID"]
         client_timeout = aiohttp.ClientTimeout(total=timeout or self._default_timeout)
         try:
             async with self._client().request(
                 method, url, data=body, headers=out, timeout=client_timeout, allow_redirects=True
             ) as response:
                 payload = await response.read()
-                return HttpResult(status=response.status, headers=dict(response.headers), body=payload)
+                return HttpResult(
+                    status=response.status, headers=dict(response.headers), body=payload, request_id=request_id
+                )
         except TimeoutError as exc:
             raise PartnerCallError(f"{method} {url} timed out after {client_timeout.total} s", timed_out=True) from exc
         except (aiohttp.ClientError, OSError, asyncio.CancelledError) as exc:

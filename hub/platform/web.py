@@ -102,8 +102,11 @@ ASGIApp = Callable[..., Awaitable[None]]
 class OcpiAsgiWrapper:
     """Normalises paths and adds the request/correlation id headers before and after Litestar."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, fast_path: tuple[Callable[[str], bool], ASGIApp] | None = None) -> None:
         self.app = app
+        # The routing fast path serves the functional modules without the framework (DESIGN §11).
+        self._fast_match: Callable[[str], bool] | None = fast_path[0] if fast_path else None
+        self._fast_app: ASGIApp | None = fast_path[1] if fast_path else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,4 +145,7 @@ class OcpiAsgiWrapper:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_ids)
+        if self._fast_match is not None and self._fast_app is not None and self._fast_match(path):
+            await self._fast_app(scope, receive, send_with_ids)
+        else:
+            await self.app(scope, receive, send_with_ids)
