@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -19,10 +20,20 @@ from rich.table import Table
 
 from clearing.cli import price_command
 from hub.admin.service import ensure_admin_key_once
+from hub.agreements.service import (
+    AgreementError,
+    PartyRef,
+    add_agreement,
+    agreement_as_dict,
+    end_agreement,
+    list_agreements,
+)
 from hub.parties.service import RegistryError, platform_as_dict
 from hub.platform.logging import configure_logging
 from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings, SettingsError, load_settings
+from routing import outbox
+from routing.outbox import OutboxStatus, outbox_as_dict
 
 T = TypeVar("T")
 
@@ -180,6 +191,160 @@ def parties_list(as_json: bool) -> None:
         )
         table.add_row(str(p["id"]), p["name"], p["status"], p["direction"], p["version"] or "-", names or "-")
     Console(file=sys.stdout).print(table)
+
+
+@main.group()
+def agreements() -> None:
+    """Roaming agreements between a CPO party and an eMSP party (used when HUB_ROAMING_POLICY=agreements)."""
+
+
+def _party_ref(text: str) -> PartyRef:
+    try:
+        return PartyRef.parse(text)
+    except AgreementError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@agreements.command("add")
+@click.option("--cpo", required=True, help="The CPO party, COUNTRY/PARTY (e.g. NL/CPA).")
+@click.option("--emsp", required=True, help="The eMSP party, COUNTRY/PARTY (e.g. DE/EMA).")
+@click.option("--valid-from", type=click.DateTime(), default=None, help="UTC start (default: now).")
+@click.option("--valid-to", type=click.DateTime(), default=None, help="UTC end (default: open-ended).")
+@click.option("--json", "as_json", is_flag=True)
+def agreements_add(cpo: str, emsp: str, valid_from: datetime | None, valid_to: datetime | None, as_json: bool) -> None:
+    """Let a CPO and an eMSP roam with each other."""
+    cpo_ref, emsp_ref = _party_ref(cpo), _party_ref(emsp)
+
+    async def work(rt: Runtime) -> dict[str, object]:
+        try:
+            async with rt.sessions.begin() as session:
+                agreement = await add_agreement(
+                    session,
+                    cpo_ref,
+                    emsp_ref,
+                    now=rt.clock.now(),
+                    valid_from=_utc(valid_from),
+                    valid_to=_utc(valid_to),
+                )
+                result = agreement_as_dict(agreement)
+        except AgreementError as exc:
+            raise RegistryError(str(exc)) from exc
+        await rt.agreements_changed(_key(cpo_ref), _key(emsp_ref))
+        return result
+
+    result = _run(work)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"agreement {result['id']}: {result['cpo']} ↔ {result['emsp']} active")
+
+
+@agreements.command("end")
+@click.option("--cpo", required=True)
+@click.option("--emsp", required=True)
+def agreements_end(cpo: str, emsp: str) -> None:
+    """End an agreement (the pair may no longer exchange data under the agreements policy)."""
+    cpo_ref, emsp_ref = _party_ref(cpo), _party_ref(emsp)
+
+    async def work(rt: Runtime) -> bool:
+        async with rt.sessions.begin() as session:
+            ended = await end_agreement(session, cpo_ref, emsp_ref, now=rt.clock.now())
+        if ended:
+            await rt.agreements_changed(_key(cpo_ref), _key(emsp_ref))
+        return ended
+
+    if not _run(work):
+        raise click.ClickException(f"no active agreement between {cpo_ref} and {emsp_ref}")
+    click.echo(f"agreement between {cpo_ref} and {emsp_ref} ended")
+
+
+@agreements.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def agreements_list(as_json: bool) -> None:
+    """List the agreements."""
+
+    async def work(rt: Runtime) -> list[dict[str, object]]:
+        async with rt.sessions() as session:
+            return [agreement_as_dict(a) for a in await list_agreements(session)]
+
+    rows = _run(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"Roaming agreements (policy: {_settings().roaming_policy})")
+    for column in ("id", "cpo", "emsp", "active", "valid_from", "valid_to"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            *(
+                str(row[c]) if row[c] is not None else "-"
+                for c in ("id", "cpo", "emsp", "active", "valid_from", "valid_to")
+            )
+        )
+    Console(file=sys.stdout).print(table)
+
+
+def _key(ref: PartyRef) -> tuple[str, str]:
+    return (ref.country_code, ref.party_id)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+@main.group()
+def deliveries() -> None:
+    """Pushes the hub fans out (broadcasts, HubClientInfo): failed ones and re-delivery."""
+
+
+@deliveries.command("list")
+@click.option("--status", type=click.Choice([s.value for s in OutboxStatus]), default=None)
+@click.option("--platform", "platform_id", type=int, default=None, help="Only pushes to this platform id.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def deliveries_list(status: str | None, platform_id: int | None, limit: int, as_json: bool) -> None:
+    """List pushes, newest first."""
+
+    async def work(rt: Runtime) -> list[dict[str, object]]:
+        async with rt.sessions() as session:
+            rows = await outbox.list_messages(session, status=status, platform_id=platform_id, limit=limit)
+            return [outbox_as_dict(row) for row in rows]
+
+    rows = _run(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Deliveries")
+    for column in ("id", "to platform", "kind", "method", "object", "status", "attempts", "last error"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["receiver_platform_id"]),
+            str(row["kind"]),
+            str(row["method"]),
+            str(row["object_key"]),
+            str(row["status"]),
+            str(row["attempts"]),
+            str(row["last_error"] or "-"),
+        )
+    Console(file=sys.stdout).print(table)
+
+
+@deliveries.command("retry")
+@click.option("--id", "ids", type=int, multiple=True, help="A failed push to retry (repeatable).")
+@click.option("--platform", "platform_id", type=int, default=None, help="Retry every failed push to this platform.")
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed push.")
+def deliveries_retry(ids: tuple[int, ...], platform_id: int | None, retry_all: bool) -> None:
+    """Put failed pushes back in line (the serving hub or the workers deliver them)."""
+    if not ids and platform_id is None and not retry_all:
+        raise click.UsageError("say which: --id N, --platform P or --all")
+
+    async def work(rt: Runtime) -> int:
+        async with rt.sessions.begin() as session:
+            return await outbox.redeliver(session, ids=list(ids) or None, platform_id=platform_id)
+
+    click.echo(f"{_run(work)} failed push(es) queued again")
 
 
 @main.group()

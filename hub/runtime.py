@@ -38,6 +38,13 @@ class Runtime:
         await self.client.close()
         await self.engine.dispose()
 
+    async def agreements_changed(self, *parties: tuple[str, str]) -> None:
+        """Reload routing and re-announce the parties whose visibility changed (PLANNED ↔ their real status)."""
+        snapshot = await self.table.reload()
+        platform_ids = {pid for party in parties if (pid := snapshot.by_party.get(party)) is not None}
+        for platform_id in sorted(platform_ids):
+            await self.clientinfo.platform_changed(platform_id)
+
 
 def build_runtime(
     settings: Settings,

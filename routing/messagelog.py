@@ -157,5 +157,34 @@ async def search(
         query = query.where(MessageLogRow.at >= since)
     if until is not None:
         query = query.where(MessageLogRow.at < until)
-    order = MessageLogRow.id.asc() if correlation_id is not None else MessageLogRow.id.desc()
-    return list((await session.scalars(query.order_by(order).limit(limit))).all())
+    # Rows are written when a call ends, so an inbound request is written after the calls it caused; its `at` is
+    # when it arrived, which puts a trace in the order things happened.
+    order = (
+        (MessageLogRow.at.asc(), MessageLogRow.id.asc())
+        if correlation_id is not None
+        else (MessageLogRow.at.desc(), MessageLogRow.id.desc())
+    )
+    return list((await session.scalars(query.order_by(*order).limit(limit))).all())
+
+
+def as_dict(row: MessageLogRow) -> dict[str, object]:
+    return {
+        "id": row.id,
+        "at": row.at.isoformat().replace("+00:00", "Z"),
+        "direction": row.direction,
+        "correlation_id": row.correlation_id,
+        "request_id": row.request_id,
+        "platform_id": row.platform_id,
+        "from": row.from_party,
+        "to": row.to_party,
+        "target_platform_id": row.target_platform_id,
+        "module": row.module,
+        "method": row.method,
+        "path": row.path,
+        "http_status": row.http_status,
+        "ocpi_status": row.ocpi_status,
+        "latency_ms": round(row.latency_ms, 3),
+        "size_in": row.size_in,
+        "size_out": row.size_out,
+        "error": row.error,
+    }

@@ -293,3 +293,25 @@ async def purge(
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)
+
+
+def outbox_as_dict(message: OutboxMessage) -> dict[str, object]:
+    """The operator's view of one push (CLI, admin API): everything but the body."""
+    return {
+        "id": message.id,
+        "receiver_platform_id": message.receiver_platform_id,
+        "kind": message.kind,
+        "method": message.method,
+        "url": message.url,
+        "object_key": message.object_key,
+        "status": message.status,
+        "attempts": message.attempts,
+        "last_error": message.last_error,
+        "last_http_status": message.last_http_status,
+        "created_at": _iso(message.created_at),
+        "delivered_at": _iso(message.delivered_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
