@@ -89,6 +89,7 @@ class RoutingApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        arrived = datetime.now(UTC)
         method: str = scope["method"]
         path: str = scope["path"]
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
@@ -128,7 +129,7 @@ class RoutingApp:
         await _send(send, reply.status, reply.headers, reply.body)
         self._log.record(
             MessageRecord(
-                at=datetime.now(UTC),
+                at=arrived,
                 direction="in",
                 correlation_id=correlation_id,
                 request_id=request_id,

@@ -108,6 +108,7 @@ class Forwarder:
         module: str,
     ) -> Relayed:
         started = time.perf_counter()
+        called = datetime.now(UTC)
         result: HttpResult | None = None
         error: str | None = None
         try:
@@ -136,7 +137,7 @@ class Forwarder:
             if self._log is not None:
                 self._log.record(
                     MessageRecord(
-                        at=datetime.now(UTC),
+                        at=called,
                         direction="out",
                         correlation_id=headers.get("X-Correlation-ID", ""),
                         request_id=result.request_id if result is not None else "",
