@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint services migrate ci fmt
+.PHONY: help install run test lint services migrate ci fmt bench
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,11 @@ fmt: install ## Format and autofix
 
 test: install services lint ## Lint, then the whole suite against real PostgreSQL and Redis
 	$(BIN)/pytest -n 2 -p no:cacheprovider
+
+bench: install services ## Benchmarks against nginx and direct calls (writes tests/benchmarks/results.json)
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null; }
+	$(BIN)/python -m tests.benchmarks.run
 
 migrate: install ## Apply migrations to HUB_DATABASE_URL (default: the SQLite file)
 	$(BIN)/ocpi-hub db upgrade
