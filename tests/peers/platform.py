@@ -146,6 +146,8 @@ class ScriptedResponse:
     message: str | None = None
     delay: float = 0.0
     raw_body: bytes | None = None  # sent as is instead of an envelope (e.g. to answer invalid JSON)
+    # Extra response headers, e.g. a CDR POST's ``Location``, a list's ``Link`` or a redirect's ``Location``.
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -304,6 +306,7 @@ class PeerPlatform:
         token_form: TokenForm | None = None,
         interface: str | None = None,
         authorize: bool = True,
+        omit: Iterable[str] = (),
     ) -> PeerResponse:
         """Call the partner and return whatever it answered, errors included (no raising on 4xx/5xx).
 
@@ -311,7 +314,8 @@ class PeerPlatform:
         (``interface`` picks SENDER/RECEIVER; by default GET goes to SENDER and pushes to RECEIVER).
         ``body`` is JSON-encoded unless it is ``bytes``, which are sent unchanged (invalid JSON tests).
         ``headers`` override ours (case-insensitively). ``token`` defaults to ``token_c``; ``authorize=False``
-        sends no Authorization header at all.
+        sends no Authorization header at all. ``omit`` names headers we would send and should leave out (e.g.
+        ``X-Request-ID``, to see a partner generate the ids a sloppy client forgot).
         """
         if url_or_module.startswith(("http://", "https://")):
             url = url_or_module
@@ -326,6 +330,7 @@ class PeerPlatform:
             headers=headers,
             token=(token if token is not None else self.token_c) if authorize else None,
             token_form=token_form,
+            omit=omit,
         )
 
     def partner_url(self, module: str, interface: str | None = None, *, method: str = "GET") -> str:
@@ -417,6 +422,7 @@ class PeerPlatform:
         headers: Mapping[str, str] | None = None,
         token: str | None = None,
         token_form: TokenForm | None = None,
+        omit: Iterable[str] = (),
     ) -> PeerResponse:
         if self._session is None:
             raise RuntimeError("peer not started")
@@ -431,6 +437,8 @@ class PeerPlatform:
             out["Content-Type"] = "application/json"
         for name, value in (headers or {}).items():
             out[name] = value
+        for name in omit:
+            out.popall(name, None)
         try:
             async with self._session.request(
                 method.upper(), url, data=payload, headers=out, allow_redirects=False
@@ -850,6 +858,8 @@ def _unauthorized() -> web.Response:
 async def _play(scripted: ScriptedResponse, headers: Mapping[str, str]) -> web.Response:
     if scripted.delay > 0:
         await asyncio.sleep(scripted.delay)
+    if scripted.headers:
+        headers = {**headers, **scripted.headers}
     if scripted.raw_body is not None:
         return web.Response(
             status=scripted.http_status, body=scripted.raw_body, content_type="application/json", headers=headers
