@@ -1,8 +1,9 @@
 """Getting a request to the receiving platform and its answer back, bytes untouched (DESIGN §5, hub notes §1.9).
 
 A hub failure never looks like a receiver's answer: 4002 when the receiver did not answer in time, 4003 when it
-cannot be reached, 4000 otherwise (status_codes §4xxx). Whatever the receiver answered passes through unchanged,
-except error bodies that are not OCPI envelopes, which are wrapped so the requester always gets an envelope.
+cannot be reached, 4000 otherwise, e.g. an answer that is not valid HTTP (status_codes §4xxx). Whatever the receiver
+answered passes through unchanged, except error bodies that are not OCPI envelopes, which are wrapped so the
+requester always gets an envelope.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import aiohttp
 
 from hub.ocpi.envelope import OcpiStatus, envelope_bytes
 from hub.platform.http import HttpResult, PartnerCallError, PartnerClient
@@ -128,11 +131,7 @@ class Forwarder:
                 )
             except PartnerCallError as exc:
                 error = exc.message
-                if exc.timed_out:
-                    raise HubRoutingError(
-                        OcpiStatus.TIMEOUT_ON_FORWARDED_REQUEST, f"receiver did not answer within {timeout:g} s"
-                    ) from exc
-                raise HubRoutingError(OcpiStatus.CONNECTION_PROBLEM, f"receiver unreachable: {exc.message}") from exc
+                raise _call_failure(exc, timeout) from exc
         finally:
             if self._log is not None:
                 self._log.record(
@@ -161,6 +160,30 @@ class Forwarder:
         lowered = {name.lower(): value for name, value in result.headers.items()}
         relayed = {name: lowered[name] for name in RELAYED_HEADERS if name in lowered}
         return Relayed(result.status, relayed, result.body)
+
+
+def _call_failure(exc: PartnerCallError, timeout: float) -> HubRoutingError:
+    """The hub error for a call that produced no usable answer (status_codes §4xxx).
+
+    4002 when the receiver did not answer in time; 4003 ("receiving party is not connected") only when no connection
+    could be made or it was dropped before an answer; 4000 when the receiver did answer but not in HTTP (a truncated
+    body, a broken status line): it is connected, so announcing it OFFLINE would be wrong. The partner's URL stays
+    in the hub's log, out of the requester's answer.
+    """
+    if exc.timed_out:
+        return HubRoutingError(OcpiStatus.TIMEOUT_ON_FORWARDED_REQUEST, f"receiver did not answer within {timeout:g} s")
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectionError | OSError):
+        return HubRoutingError(OcpiStatus.CONNECTION_PROBLEM, f"receiver unreachable: {_reason(cause)}")
+    return HubRoutingError(OcpiStatus.HUB_ERROR, f"receiver answered with a broken HTTP response: {_reason(cause)}")
+
+
+def _reason(cause: BaseException | None) -> str:
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        return f"cannot connect ({cause.os_error.strerror or cause.os_error.__class__.__name__})"
+    if isinstance(cause, aiohttp.ClientResponseError):
+        return f"{cause.__class__.__name__}: {cause.message}"
+    return cause.__class__.__name__ if cause is not None else "unknown error"
 
 
 def _party(headers: dict[str, str], side: str) -> str | None:
