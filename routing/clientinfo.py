@@ -110,6 +110,9 @@ class ClientInfoService:
                 await self._announce(session, platform)
         log.info("platform status changed", platform_id=platform_id, status=status, reason=reason)
         self._wake()
+        if self._table is not None:
+            # This process's routing snapshot learns the new status now (others at their next fingerprint check).
+            await self._table.reload()
         return True
 
     async def _targets(self, session: AsyncSession, exclude: int) -> list[Platform]:

@@ -91,7 +91,13 @@ class RoutingSnapshot:
 
 
 async def _fingerprint(session: AsyncSession) -> tuple[object, ...]:
-    platforms = (await session.execute(select(func.count(Platform.id), func.max(Platform.updated_at)))).one()
+    # status_changed_at too: a platform going OFFLINE or CONNECTED changes no registration data (updated_at), but
+    # the snapshot's connection_status must follow, or traffic from an OFFLINE platform never makes it CONNECTED.
+    platforms = (
+        await session.execute(
+            select(func.count(Platform.id), func.max(Platform.updated_at), func.max(Platform.status_changed_at))
+        )
+    ).one()
     agreements = (
         await session.execute(select(func.count(RoamingAgreement.id), func.max(RoamingAgreement.updated_at)))
     ).one()
