@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Literal, cast
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,21 +33,32 @@ def _invalid(message: str) -> OcpiError:
     return OcpiError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, message)
 
 
+def _audience_roles(owner_roles: frozenset[str]) -> set[str]:
+    """The roles a party with ``owner_roles`` broadcasts to (hub notes §1.9 item 2)."""
+    wanted: set[str] = set()
+    if owner_roles & CPO_ROLES:
+        wanted |= EMSP_LIKE_ROLES
+    if owner_roles & {"EMSP", "OTHER"}:
+        wanted |= CPO_ROLES
+    return wanted
+
+
+def in_audience(snapshot: RoutingSnapshot, owner: PartyKey, party: PartyKey) -> bool:
+    """Does a broadcast from ``owner`` reach ``party``: opposite role, and the roaming policy permits the pair."""
+    wanted = _audience_roles(snapshot.roles_of_party.get(owner, frozenset()))
+    roles = snapshot.roles_of_party.get(party, frozenset())
+    return party != owner and bool(roles & wanted) and snapshot.permitted(owner, party)
+
+
 def receivers_of(snapshot: RoutingSnapshot, owner: PartyKey, module: str) -> list[tuple[PartyKey, int, str]]:
     """Every (party, platform, RECEIVER URL) a broadcast from ``owner`` goes to (hub notes §1.9 item 2).
 
     CPO data goes to eMSP-like parties (eMSP, NSP, NAP, SCSP, OTHER); eMSP and OTHER data goes to CPOs. Only parties
     the roaming policy lets the owner exchange data with, on platforms that offer the module's RECEIVER interface.
     """
-    owner_roles = snapshot.roles_of_party.get(owner, frozenset())
-    wanted: set[str] = set()
-    if owner_roles & CPO_ROLES:
-        wanted |= EMSP_LIKE_ROLES
-    if owner_roles & {"EMSP", "OTHER"}:
-        wanted |= CPO_ROLES
     out: list[tuple[PartyKey, int, str]] = []
-    for party, roles in sorted(snapshot.roles_of_party.items()):
-        if party == owner or not (roles & wanted) or not snapshot.permitted(owner, party):
+    for party in sorted(snapshot.roles_of_party):
+        if not in_audience(snapshot, owner, party):
             continue
         platform = snapshot.platform_of(party)
         if platform is None:
@@ -108,7 +119,8 @@ class HubStore:
                 object_key += "/" + (_query_type(req.query) or "RFID")
             # A full PUT of the whole object makes earlier pending pushes of it pointless (DESIGN §6 coalescing).
             coalesce = req.method == "PUT" and len(tail) == 3
-            suffix = "".join("/" + part for part in tail) + (f"?{req.query}" if req.query else "")
+            # The path segments were decoded when the URL was read: encoded again for the receivers' URLs.
+            suffix = "".join("/" + quote(part, safe="") for part in tail) + (f"?{req.query}" if req.query else "")
             for party, platform_id, url in receivers:
                 await outbox.enqueue(
                     session,
@@ -125,7 +137,9 @@ class HubStore:
                         "OCPI-to-country-code": party[0],
                         "OCPI-to-party-id": party[1],
                     },
-                    object_key=object_key,
+                    # Per receiving party, not per platform: the fan-out to a platform hosting two receiving
+                    # parties is two pushes, and the full PUT to one must not supersede the other's.
+                    object_key=f"{object_key}>{party[0]}/{party[1]}",
                     coalesce=coalesce,
                 )
         # The outbox wakes the relay itself once this transaction commits (routing.outbox.install_wakeup).
@@ -181,11 +195,11 @@ class HubStore:
         date_to = _date_param(params, "date_to")
         snapshot = self._table.snapshot
         caller = req.caller.platform
-        permitted = (
-            None
-            if snapshot.agreements is None
-            else frozenset(p for p in snapshot.roles_of_party if snapshot.permitted(sender, p))
-        )
+        # GET All serves what the broadcasts would have brought the requesting party (hub notes §1.9 items 2, 4):
+        # objects of owners whose audience it is (opposite role, permitted pair), and its own platform's. Without
+        # the role rule an eMSP could read every other eMSP's tokens (contract ids) from the hub.
+        own = caller.party_keys
+        permitted = frozenset(p for p in snapshot.roles_of_party if p in own or in_audience(snapshot, p, sender))
         viewer = Viewer(parties=caller.parties, permitted_owners=permitted)
         async with self._sessions() as session:
             page = await self._store.page(
