@@ -2,9 +2,13 @@
 
 A partner's ``Link`` (next page) or CDR ``Location`` points at a server the requester cannot call with its hub
 token, so the hub hands out its own URL. Those are signed, self-contained tokens (no database write on the hot
-path): ``base64url(json [url, target platform, requester platform, expiry]) . base64url(hmac)``. A
-``response_url`` is different: partners must store it and OCPI limits URLs to 255 characters, so it becomes a short
-random id mapped in the ``command_links`` table.
+path): ``base64url(json [url, target platform, requester platform, expiry, requester party, target party]) .
+base64url(hmac)``. The parties let the proxied GET carry the routing headers of the original request (transport
+§routing headers: every request of a functional module; a platform hosting several parties needs OCPI-to to know
+whose next page is asked for).
+
+A ``response_url`` is different: partners must store it and OCPI limits URLs to 255 characters, so it becomes a
+short random id mapped in the ``command_links`` table.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ class SignedTarget:
     target_platform_id: int
     requester_platform_id: int
     expires: int  # unix seconds
+    # (country_code, party_id) of the original request's OCPI-from and OCPI-to; None in links signed before they
+    # were carried (such a link still works, without routing headers).
+    requester_party: tuple[str, str] | None = None
+    target_party: tuple[str, str] | None = None
 
 
 class LinkSigner:
@@ -39,9 +47,10 @@ class LinkSigner:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
     def sign(self, target: SignedTarget) -> str:
-        payload = msgspec.json.encode(
-            [target.url, target.target_platform_id, target.requester_platform_id, target.expires]
-        )
+        fields: list[object] = [target.url, target.target_platform_id, target.requester_platform_id, target.expires]
+        if target.requester_party is not None and target.target_party is not None:
+            fields += [*target.requester_party, *target.target_party]
+        payload = msgspec.json.encode(fields)
         return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + self._mac(payload)
 
     def verify(self, token: str, *, now: datetime) -> SignedTarget | None:
@@ -53,12 +62,17 @@ class LinkSigner:
         if not hmac.compare_digest(self._mac(payload), mac):
             return None
         try:
-            url, target, requester, expires = msgspec.json.decode(payload, type=tuple[str, int, int, int])
+            fields = msgspec.json.decode(payload, type=list[str | int])
         except msgspec.DecodeError:
             return None
-        if expires < int(now.timestamp()):
-            return None
-        return SignedTarget(url, target, requester, expires)
+        match fields:
+            case [str(url), int(target), int(requester), int(expires)]:
+                found = SignedTarget(url, target, requester, expires)
+            case [str(url), int(target), int(requester), int(expires), str(a), str(b), str(c), str(d)]:
+                found = SignedTarget(url, target, requester, expires, (a, b), (c, d))
+            case _:
+                return None
+        return None if found.expires < int(now.timestamp()) else found
 
 
 class CommandLink(Base):

@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hub.objects.models import LocationRow, SessionRow
+from hub.objects.models import LocationRow, SessionRow, TokenRow
 from hub.objects.service import ObjectStore
 from hub.ocpi.codec import WireError, decode
 from hub.ocpi.envelope import OcpiStatus
@@ -136,6 +136,8 @@ class Router:
         snapshot = self._table.snapshot
         req.sender = sender = self._sender(req)
         to = self._to(req)
+        if req.method in ("PUT", "PATCH", "POST"):
+            req.body = unwrap_single(req.body)
         if to is None:
             return await self._open_route(req, snapshot, sender)
         if to == self.hub_party:
@@ -228,8 +230,9 @@ class Router:
         url = base + "".join("/" + _quote(part) for part in req.path.tail) + (f"?{query}" if query else "")
         headers = self._forward_headers(req, sender, to, to_header_sent=to_header_sent)
         try:
+            # A bodiless GET/DELETE goes on without a body, so without Content-Type (transport §request format).
             relayed = await self._forwarder.forward(
-                target, req.method, url, body=body, headers=headers, timeout=timeout, module=module
+                target, req.method, url, body=body or None, headers=headers, timeout=timeout, module=module
             )
         except HubRoutingError as exc:
             if exc.status_code == OcpiStatus.CONNECTION_PROBLEM and self.on_unreachable is not None:
@@ -237,7 +240,7 @@ class Router:
             raise
         if link is not None:
             await self._after_command_response(link, relayed)
-        return self._rewrite_response_links(relayed, target, req.caller.platform)
+        return self._rewrite_response_links(relayed, target, req.caller.platform, sender, to)
 
     def _forward_headers(self, req: Inbound, sender: PartyKey, to: PartyKey, *, to_header_sent: bool) -> dict[str, str]:
         h = req.headers
@@ -252,22 +255,32 @@ class Router:
         }
         return {k: v for k, v in headers.items() if v is not None}
 
-    def _rewrite_response_links(self, relayed: Relayed, target: PlatformRoute, requester: PlatformRoute) -> Relayed:
+    def _rewrite_response_links(
+        self,
+        relayed: Relayed,
+        target: PlatformRoute,
+        requester: PlatformRoute,
+        requester_party: PartyKey | None,
+        target_party: PartyKey | None,
+    ) -> Relayed:
         link = relayed.headers.get("link")
         location = relayed.headers.get("location")
         if not link and not location:
             return relayed
         headers = dict(relayed.headers)
         expires = int((self._clock.now() + PAGE_LINK_TTL).timestamp())
-        if link:
-            headers["link"] = _rewrite_link_header(link, lambda url: self._proxy_url(url, target, requester, expires))
-        if location:
-            headers["location"] = self._proxy_url(location.strip(), target, requester, expires)
-        return Relayed(relayed.status, headers, relayed.body)
 
-    def _proxy_url(self, url: str, target: PlatformRoute, requester: PlatformRoute, expires: int) -> str:
-        token = self._signer.sign(SignedTarget(url, target.platform_id, requester.platform_id, expires))
-        return f"{self._public_url}/ocpi/2.2.1/hub/proxy/{token}"
+        def proxy_url(url: str) -> str:
+            signed = SignedTarget(
+                url, target.platform_id, requester.platform_id, expires, requester_party, target_party
+            )
+            return f"{self._public_url}/ocpi/2.2.1/hub/proxy/{self._signer.sign(signed)}"
+
+        if link:
+            headers["link"] = _rewrite_link_header(link, proxy_url)
+        if location:
+            headers["location"] = proxy_url(location.strip())
+        return Relayed(relayed.status, headers, relayed.body)
 
     async def proxy_get(self, caller: Caller, token: str, correlation_id: str) -> Relayed:
         """GET a partner URL the hub handed out as a signed link (next page, CDR Location)."""
@@ -277,16 +290,27 @@ class Router:
         target = self._table.snapshot.platforms.get(target_link.target_platform_id)
         if target is None:
             raise _hub_error(OcpiStatus.CONNECTION_PROBLEM, "the platform behind this link is no longer connected")
+        headers = {"X-Correlation-ID": correlation_id}
+        frm, to = target_link.requester_party, target_link.target_party
+        if frm is not None and to is not None:
+            # The same routing headers as the request that produced the link: the next page of a multi-party
+            # platform's list belongs to the party the requester addressed (transport §routing headers).
+            headers |= {
+                "OCPI-from-country-code": frm[0],
+                "OCPI-from-party-id": frm[1],
+                "OCPI-to-country-code": to[0],
+                "OCPI-to-party-id": to[1],
+            }
         relayed = await self._forwarder.forward(
             target,
             "GET",
             target_link.url,
             body=None,
-            headers={"X-Correlation-ID": correlation_id},
+            headers=headers,
             timeout=self._forward_timeout,
             module="proxy",
         )
-        return self._rewrite_response_links(relayed, target, caller.platform)
+        return self._rewrite_response_links(relayed, target, caller.platform, frm, to)
 
     # ---- recording what passes (DESIGN §4: every Session and CDR) ----------------------------------------------------
 
@@ -377,7 +401,8 @@ class Router:
             to,
             response_url=view.response_url,
             command=command,
-            reservation_id=view.reservation_id if command == "RESERVE_NOW" else None,
+            # A CiString (mod_commands §ReserveNow): kept as its key so CANCEL_RESERVATION finds it in any case.
+            reservation_id=ci_key(view.reservation_id) if command == "RESERVE_NOW" and view.reservation_id else None,
             expires_at=expires_at,
         )
         fields["response_url"] = msgspec.Raw(msgspec.json.encode(self._result_url(link)))
@@ -471,13 +496,7 @@ class Router:
             and len(tail) == 2
             and tail[1] == "authorize"
         ):
-            token_type = _query_value(req.query, "type") or "RFID"
-            async with self._sessions() as session:
-                found = await self._store.find_token(session, tail[0], token_type)
-            if found is None:
-                # mod_tokens §real-time authorization: an unknown token is HTTP 404 with 2004.
-                raise OcpiError(OcpiStatus.UNKNOWN_TOKEN, f"unknown token {tail[0]} ({token_type})", http_status=404)
-            return (ci_key(found.country_code), ci_key(found.party_id))
+            return await self._token_owner(tail[0], _query_value(req.query, "type") or "RFID", snapshot, sender)
         if module == "sessions" and interface == "RECEIVER" and method == "PUT":
             return self._emsp_of(self._view(req.body, _CdrTokenView, "session"))
         if module == "sessions" and interface == "RECEIVER" and method == "PATCH" and len(tail) == 3:
@@ -550,12 +569,32 @@ class Router:
         permitted = [(cc, pid) for cc, pid in rows if snapshot.permitted(sender, (cc, pid))]
         return self._unique(permitted, f"location {location_id}")
 
+    async def _token_owner(self, uid: str, token_type: str, snapshot: RoutingSnapshot, sender: PartyKey) -> PartyKey:
+        """The eMSP of a stored Token (uid, type) for a real-time authorization (hub notes §4.8).
+
+        (uid, type) is unique only per eMSP (mod_tokens §Token): a token no eMSP pushed is unknown (HTTP 404 + 2004,
+        mod_tokens §real-time authorization), one several eMSPs pushed is ambiguous (4001, send OCPI-to-*), as ADR
+        0007 says. Guessing would send a driver's authorisation to the wrong eMSP.
+        """
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(TokenRow.country_code, TokenRow.party_id)
+                    .where(TokenRow.uid == ci_key(uid), TokenRow.type == ci_key(token_type))
+                    .limit(100)
+                )
+            ).all()
+        if not rows:
+            raise OcpiError(OcpiStatus.UNKNOWN_TOKEN, f"unknown token {uid} ({token_type})", http_status=404)
+        permitted = [(cc, pid) for cc, pid in rows if snapshot.permitted(sender, (cc, pid))]
+        return self._unique(permitted, f"token {uid} ({token_type})")
+
     async def _reservation_owner(self, reservation_id: str, platform_id: int) -> PartyKey:
         async with self._sessions() as session:
             rows = (
                 await session.execute(
                     select(CommandLink.target_country_code, CommandLink.target_party_id).where(
-                        CommandLink.reservation_id == reservation_id,
+                        CommandLink.reservation_id == ci_key(reservation_id),
                         CommandLink.requester_platform_id == platform_id,
                     )
                 )
@@ -570,6 +609,23 @@ class Router:
         if len(keys) > 1:
             raise _hub_error(OcpiStatus.UNKNOWN_RECEIVER, f"{what} is ambiguous: send OCPI-to-* headers")
         return next(iter(keys))
+
+
+def unwrap_single(body: bytes) -> bytes:
+    """A single object sent wrapped in a one-element list, as some partners do, is taken as the object (DESIGN §5).
+
+    Only the list brackets go: the object's own bytes stay as sent. Anything else (an object, a longer list, not
+    JSON) is returned unchanged for the usual validation to judge.
+    """
+    if body.lstrip()[:1] != b"[":
+        return body
+    try:
+        items = msgspec.json.decode(body, type=list[msgspec.Raw])
+    except msgspec.DecodeError:
+        return body
+    if len(items) == 1 and bytes(items[0]).lstrip()[:1] == b"{":
+        return bytes(items[0])
+    return body
 
 
 def _query_value(query: str, name: str) -> str | None:
