@@ -98,6 +98,7 @@ class RoutingApp:
         inbound: Inbound | None = None
         caller: Caller | None = None
         size_in = 0
+        relayed = False  # True: the reply is an answer that came back (from a receiver or the hub's store)
         try:
             caller = await self._table.authenticate(headers.get("authorization"))
             if caller is None:
@@ -117,6 +118,7 @@ class RoutingApp:
                     raise OcpiError(OcpiStatus.CLIENT_ERROR, f"no such endpoint: {path}", http_status=404)
                 inbound = Inbound(method, module_path, query, headers, body, caller, correlation_id)
                 reply = await self._router.handle(inbound)
+            relayed = True
         except HubRoutingError as exc:
             reply = _error(exc.status_code, exc.message, exc.http_status)
         except OcpiError as exc:
@@ -126,6 +128,11 @@ class RoutingApp:
         except Exception:
             log.exception("unhandled routing error", path=path, method=method, request_id=request_id)
             reply = _error(OcpiStatus.SERVER_ERROR, "internal error; see the hub's log", 500)
+        if inbound is not None and inbound.sender is not None and "ocpi-from-country-code" not in reply.headers:
+            # transport §routing headers: every response of a functional module names its parties. The hub's own
+            # answers (its errors) come from the hub; a receiver's answer that lacked them, from that receiver.
+            frm = inbound.receiver if relayed and inbound.receiver is not None else self._router.hub_party
+            reply = _with_routing(reply, frm, inbound.sender)
         await _send(send, reply.status, reply.headers, reply.body)
         self._log.record(
             MessageRecord(
@@ -185,6 +192,17 @@ class RoutingApp:
         if len(rest) == 2 and rest[0] == "proxy" and method == "GET":
             return await self._router.proxy_get(caller, rest[1], correlation_id)
         raise OcpiError(OcpiStatus.CLIENT_ERROR, f"no such endpoint: {method} {path}", http_status=404)
+
+
+def _with_routing(reply: Relayed, frm: tuple[str, str], to: tuple[str, str]) -> Relayed:
+    headers = {
+        **reply.headers,
+        "ocpi-from-country-code": frm[0],
+        "ocpi-from-party-id": frm[1],
+        "ocpi-to-country-code": to[0],
+        "ocpi-to-party-id": to[1],
+    }
+    return Relayed(reply.status, headers, reply.body)
 
 
 def _int(params: dict[str, str], name: str, default: int) -> int:
