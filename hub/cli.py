@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from clearing.cli import price_command
+from clearing.cli import intake_commands, price_command
 from hub.admin.service import ensure_admin_key_once
 from hub.agreements.service import (
     AgreementError,
@@ -353,3 +353,5 @@ def clearing() -> None:
 
 
 clearing.add_command(price_command)
+for clearing_command in intake_commands:
+    clearing.add_command(clearing_command)

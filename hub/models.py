@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from clearing import models as clearing_models
 from hub.admin.models import OperatorKey
 from hub.agreements.models import RoamingAgreement
 from hub.objects import models as stored_objects
@@ -21,5 +22,6 @@ __all__ = [
     "Platform",
     "PlatformEndpoint",
     "RoamingAgreement",
+    "clearing_models",
     "stored_objects",
 ]

@@ -1,0 +1,168 @@
+"""The rule machinery: a rule is a small function with a code, a severity, a title and the catalogue entry it
+implements (clearing notes §1.6); it yields `Issue`s (a message and a JSON pointer), which become `Finding`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Final
+
+import msgspec
+
+from clearing.document import escape_pointer, number
+from clearing.facts import Facts, StoreFacts
+
+__all__ = [
+    "RULES",
+    "Finding",
+    "Issue",
+    "Rule",
+    "Severity",
+    "dimensions",
+    "need_store",
+    "pointer",
+    "price_fields",
+    "rule",
+    "run_rules",
+    "validation_state",
+]
+
+
+class Severity(StrEnum):
+    """E = reject or hold, W = warn and continue, I = information (clearing notes §1.6)."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of one rule for one CDR: what is wrong and where (RFC 6901 pointer into the CDR)."""
+
+    code: str
+    severity: str
+    message: str
+    pointer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """What a rule's check yields; the rule adds its code and severity."""
+
+    message: str
+    pointer: str = ""
+
+
+Check = Callable[[Facts], Iterable[Issue]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    code: str
+    severity: Severity
+    title: str
+    # The clearing notes §1.6 entry this rule implements (e.g. "TIME-ORDER").
+    catalogue: str
+    # Needs what matching found in the database; skipped in a pre-flight check without the store.
+    needs_store: bool
+    check: Check
+
+    def run(self, facts: Facts) -> list[Finding]:
+        if self.needs_store and facts.store is None:
+            return []
+        try:
+            issues = list(self.check(facts))
+        except Exception as exc:  # a rule's bug must not stop the intake of a whole batch
+            message = f"the rule could not be evaluated: {type(exc).__name__}: {exc}"
+            return [Finding(code=self.code, severity=Severity.WARNING, message=message, pointer="")]
+        return [
+            Finding(code=self.code, severity=self.severity, message=issue.message, pointer=issue.pointer)
+            for issue in issues
+        ]
+
+
+#: Every rule, in code order once `clearing.rules` is imported.
+RULES: list[Rule] = []
+
+
+def rule(code: str, severity: Severity, title: str, *, catalogue: str, store: bool = False) -> Callable[[Check], Rule]:
+    """Register a check function as a rule."""
+
+    def register(check: Check) -> Rule:
+        if any(existing.code == code for existing in RULES):
+            raise ValueError(f"rule code {code} is used twice")
+        registered = Rule(code, severity, title, catalogue, store, check)
+        RULES.append(registered)
+        RULES.sort(key=lambda item: item.code)
+        return registered
+
+    return register
+
+
+def run_rules(facts: Facts, rules: Sequence[Rule] | None = None) -> list[Finding]:
+    """Every finding of ``rules`` (default: all) for the CDR, in rule order."""
+    findings: list[Finding] = []
+    for item in RULES if rules is None else rules:
+        findings.extend(item.run(facts))
+    return findings
+
+
+_RANK: Final = {Severity.ERROR: 2, Severity.WARNING: 1, Severity.INFO: 0}
+
+
+def validation_state(findings: Iterable[Finding]) -> str:
+    """ "error", "warning" or "ok" (information alone is ok)."""
+    worst = max((_RANK[Severity(finding.severity)] for finding in findings), default=0)
+    return {2: "error", 1: "warning", 0: "ok"}[worst]
+
+
+# --- helpers for the checks --------------------------------------------------------------------------------------
+
+
+def pointer(*parts: str | int) -> str:
+    return "".join(f"/{escape_pointer(part)}" for part in parts)
+
+
+def dimensions(doc: Mapping[str, Any]) -> Iterator[tuple[int, int, str, Decimal]]:
+    """(period index, dimension index, upper-case type, volume) of every numeric dimension of every period."""
+    periods = doc.get("charging_periods")
+    if not isinstance(periods, list):
+        return
+    for period_index, period in enumerate(periods):
+        if not isinstance(period, dict) or not isinstance(period.get("dimensions"), list):
+            continue
+        for dimension_index, dimension in enumerate(period["dimensions"]):
+            if not isinstance(dimension, dict) or not isinstance(dimension.get("type"), str):
+                continue
+            volume = number(dimension.get("volume"))
+            if volume is not None:
+                yield period_index, dimension_index, dimension["type"].upper(), volume
+
+
+#: The CDR's Price fields (mod_cdrs §10.3.1).
+PRICE_FIELDS: Final = (
+    "total_cost",
+    "total_fixed_cost",
+    "total_energy_cost",
+    "total_time_cost",
+    "total_parking_cost",
+    "total_reservation_cost",
+)
+
+
+def price_fields(doc: Mapping[str, Any]) -> Iterator[tuple[str, Decimal | None, Decimal | None]]:
+    """(field, excl_vat, incl_vat) of every Price field the CDR carries; a missing or malformed part is None."""
+    for name in PRICE_FIELDS:
+        value = doc.get(name)
+        if isinstance(value, dict):
+            yield name, number(value.get("excl_vat")), number(value.get("incl_vat"))
+
+
+def need_store(facts: Facts) -> StoreFacts:
+    """The store facts of a rule registered with ``store=True`` (`Rule.run` skips it when they are absent)."""
+    if facts.store is None:  # pragma: no cover - Rule.run never calls such a rule without them
+        raise RuntimeError("this rule needs what matching found in the store")
+    return facts.store
