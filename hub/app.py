@@ -153,7 +153,11 @@ def build_routing_app(runtime: Runtime) -> RoutingApp:
     def unreachable(platform_id: int) -> None:
         app.spawn(runtime.clientinfo.set_status(platform_id, ConnectionStatus.OFFLINE, reason="forwarding failed"))
 
+    def reachable(platform_id: int) -> None:
+        app.spawn(runtime.clientinfo.set_status(platform_id, ConnectionStatus.CONNECTED, reason="it answered"))
+
     router.on_unreachable = unreachable
+    router.on_reachable = reachable
     return app
 
 

@@ -101,7 +101,8 @@ def delivery_hooks(runtime: Runtime) -> DeliveryHooks:
                 from_party=_party(headers, "from"),
                 to_party=_party(headers, "to"),
                 target_platform_id=record.receiver_platform_id,
-                module=record.kind,
+                # The object key starts with the OCPI module ("locations/NL/CPA/LOC1", "clientinfo/…").
+                module=record.object_key.split("/", 1)[0].replace("clientinfo", "hubclientinfo"),
                 method=record.method,
                 path=record.url,
                 http_status=record.http_status,

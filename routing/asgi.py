@@ -113,7 +113,8 @@ class RoutingApp:
             elif path.startswith(HUB_URLS):
                 reply = await self._hub_url(method, path, body, caller, correlation_id)
             else:
-                module_path = paths.parse(path)
+                raw_path = scope.get("raw_path")
+                module_path = paths.parse(raw_path.decode("latin-1"), encoded=True) if raw_path else paths.parse(path)
                 if module_path is None:
                     raise OcpiError(OcpiStatus.CLIENT_ERROR, f"no such endpoint: {path}", http_status=404)
                 inbound = Inbound(method, module_path, query, headers, body, caller, correlation_id)

@@ -107,6 +107,7 @@ class AttemptRecord:
     at: datetime  # when the call started
     outbox_id: int
     kind: str
+    object_key: str  # "{module}/…" for broadcasts, "clientinfo/…" for HubClientInfo
     attempt: int
     receiver_platform_id: int
     method: str
@@ -141,6 +142,7 @@ class _Attempt(msgspec.Struct, frozen=True):
     outbox_id: int
     number: int  # attempts after taking the lease; fences the outcome update
     kind: str
+    object_key: str
     receiver_platform_id: int
     method: str
     url: str
@@ -221,6 +223,7 @@ class Deliverer:
             at=at,
             outbox_id=attempt.outbox_id,
             kind=attempt.kind,
+            object_key=attempt.object_key,
             attempt=attempt.number,
             receiver_platform_id=attempt.receiver_platform_id,
             method=attempt.method,
@@ -270,6 +273,7 @@ class Deliverer:
                     .returning(
                         OutboxMessage.attempts,
                         OutboxMessage.kind,
+                        OutboxMessage.object_key,
                         OutboxMessage.receiver_platform_id,
                         OutboxMessage.method,
                         OutboxMessage.url,
@@ -281,7 +285,7 @@ class Deliverer:
             ).one_or_none()
             if row is None:
                 return Outcome.SKIPPED
-            attempts, kind, platform_id, method, url, body, headers = row
+            attempts, kind, object_key, platform_id, method, url, body, headers = row
             platform = await session.get(Platform, platform_id)
             token = await self._registry.outbound_token(platform) if platform is not None else None
             if platform is None or platform.status != RegistrationStatus.REGISTERED or token is None:
@@ -301,6 +305,7 @@ class Deliverer:
                 outbox_id=outbox_id,
                 number=attempts,
                 kind=kind,
+                object_key=object_key,
                 receiver_platform_id=platform_id,
                 method=method,
                 url=url,

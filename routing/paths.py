@@ -28,11 +28,14 @@ class ModulePath:
     tail: tuple[str, ...]  # decoded path segments after the module
 
 
-def parse(path: str) -> ModulePath | None:
+def parse(path: str, *, encoded: bool = False) -> ModulePath | None:
+    """Read a (normalised) hub URL path. With ``encoded`` the path is the raw, percent-encoded one (ASGI
+    ``raw_path``): segments are split first and decoded once each, so an id holding an encoded "/" or "%" survives.
+    """
     if not path.startswith(PREFIX):
         return None
     parts = path[len(PREFIX) :].split("/")
     if len(parts) < 2 or parts[0] not in INTERFACES or parts[1] not in FUNCTIONAL_MODULES:
         return None
-    tail = tuple(unquote(part) for part in parts[2:] if part)
+    tail = tuple(unquote(part) if encoded else part for part in parts[2:] if part)
     return ModulePath(INTERFACES[parts[0]], parts[1], tail)

@@ -28,6 +28,7 @@ from hub.objects.service import ObjectStore
 from hub.ocpi.codec import WireError, decode
 from hub.ocpi.envelope import OcpiStatus
 from hub.ocpi.types import ci_key, parse_datetime
+from hub.parties.models import ConnectionStatus
 from hub.platform.clock import Clock
 from hub.platform.web import OcpiError
 from routing.forwarder import Forwarder, HubRoutingError, Relayed
@@ -129,6 +130,8 @@ class Router:
         self._hub_handler = hub_handler
         # Told when a receiver cannot be reached (4003), so HubClientInfo can show it OFFLINE; set by the app.
         self.on_unreachable: Callable[[int], None] | None = None
+        # Told when a receiver shown OFFLINE answered after all, so HubClientInfo shows it CONNECTED again.
+        self.on_reachable: Callable[[int], None] | None = None
 
     # ---- entry ---------------------------------------------------------------------------------------------------
 
@@ -238,6 +241,8 @@ class Router:
             if exc.status_code == OcpiStatus.CONNECTION_PROBLEM and self.on_unreachable is not None:
                 self.on_unreachable(target.platform_id)
             raise
+        if target.connection_status == ConnectionStatus.OFFLINE and self.on_reachable is not None:
+            self.on_reachable(target.platform_id)
         if link is not None:
             await self._after_command_response(link, relayed)
         return self._rewrite_response_links(relayed, target, req.caller.platform, sender, to)

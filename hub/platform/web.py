@@ -99,6 +99,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
 
 
+def _normalise(path: str) -> str:
+    path = _SLASHES.sub("/", path)
+    return path.rstrip("/") if len(path) > 1 else path
+
+
 class OcpiAsgiWrapper:
     """Normalises paths and adds the request/correlation id headers before and after Litestar."""
 
@@ -114,11 +119,11 @@ class OcpiAsgiWrapper:
             return
         path: str = scope["path"]
         if "//" in path or (len(path) > 1 and path.endswith("/")):
-            path = _SLASHES.sub("/", path)
-            if len(path) > 1:
-                path = path.rstrip("/")
+            path = _normalise(path)
             scope["path"] = path
-            scope["raw_path"] = path.encode()
+            raw = scope.get("raw_path")
+            # raw_path keeps the percent-encoding (an id may contain an encoded "/"); normalise it the same way.
+            scope["raw_path"] = _normalise(raw.decode("latin-1")).encode("latin-1") if raw else path.encode()
         if not path.startswith("/ocpi"):
             await self.app(scope, receive, send)
             return

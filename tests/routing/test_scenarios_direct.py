@@ -474,3 +474,35 @@ async def test_configuration_modules_are_never_routed(world: World) -> None:
     await asyncio.sleep(0.1)
     assert all(not [r for r in peer.received if r.module in ("credentials", "versions")] for peer in world.peers)
     assert world.cpo_a.received == []
+
+
+async def test_receiver_that_answers_again_is_connected_again(world: World) -> None:
+    """A receiver shown OFFLINE that answers a routed request (without calling the hub itself) is CONNECTED again:
+    a successful forward is proof it is reachable (hub notes §3).
+    """
+    await world.stop(world.emsp_b)
+    down = await world.call(
+        world.cpo_a,
+        "PUT",
+        RECEIVER,
+        "locations",
+        "NL/CPA/LOC1",
+        frm=CPA,
+        to=EMB,
+        body=builders.location(party_id="CPA"),
+    )
+    assert down.status_code == 4003
+    await told((world.cpo_a, world.emsp_a), EMB, "OFFLINE")
+    await world.restart(world.emsp_b)
+    again = await world.call(
+        world.cpo_a,
+        "PUT",
+        RECEIVER,
+        "locations",
+        "NL/CPA/LOC1",
+        frm=CPA,
+        to=EMB,
+        body=builders.location(party_id="CPA"),
+    )
+    assert again.status_code == 1000
+    await told((world.cpo_a, world.emsp_a), EMB, "CONNECTED")

@@ -163,3 +163,15 @@ async def test_receiver_redirects_are_followed(world: World) -> None:
     )
     got = await world.call(world.emsp_a, "GET", SENDER, "locations", "LOC1", frm=EMA, to=CPA)
     assert (got.status, got.status_code, got.data) == (200, 1000, {"id": "LOC1"})
+
+
+async def test_percent_encoded_ids_are_decoded_once(world: World) -> None:
+    """An id holding "%" travels intact: the hub reads the raw path and decodes each segment exactly once."""
+    token = builders.token("A%41 1", country_code="DE", party_id="EMA")
+    stored = await world.call(world.emsp_a, "PUT", RECEIVER, "tokens", "DE/EMA/A%2541%201", frm=EMA, to=HUB, body=token)
+    assert (stored.status, stored.status_code) == (201, 1000), stored.envelope
+    await world.settle()
+    (leg,) = [r for r in pushes(world.cpo_a, "tokens") if r.method == "PUT"]
+    # The fan-out URL carries the same id, encoded again: "A%41 1" → A%2541%201 (not "AA 1").
+    assert leg.path.endswith("/DE/EMA/A%41 1")  # the peer's server decoded A%2541%201 once
+    assert leg.body == token
