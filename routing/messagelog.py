@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import structlog
@@ -67,6 +67,14 @@ class MessageRecord:
     error: str | None = None
 
 
+_COLUMNS = [f.name for f in fields(MessageRecord)]
+
+
+def _row(record: MessageRecord) -> tuple[object, ...]:
+    # Not dataclasses.astuple: it deep-copies every value, which showed up in the routing profile.
+    return tuple(getattr(record, name) for name in _COLUMNS)
+
+
 class MessageLog:
     def __init__(
         self,
@@ -119,7 +127,21 @@ class MessageLog:
             batch = [self._buffer.popleft() for _ in range(min(self._batch, len(self._buffer)))]
             try:
                 async with self._sessions.begin() as session:
-                    await session.execute(insert(MessageLogRow), [asdict(record) for record in batch])
+                    connection = await session.connection()
+                    if connection.dialect.name == "postgresql":
+                        # COPY is several times cheaper than INSERT for PostgreSQL and for us: at thousands of
+                        # requests a second this log is the hub's largest write.
+                        raw = await connection.get_raw_connection()
+                        driver = raw.driver_connection
+                        if driver is None:  # pragma: no cover - asyncpg always exposes its connection
+                            raise RuntimeError("no asyncpg connection behind the session")
+                        await driver.copy_records_to_table(
+                            MessageLogRow.__tablename__, records=[_row(r) for r in batch], columns=_COLUMNS
+                        )
+                    else:
+                        await connection.execute(
+                            insert(MessageLogRow), [dict(zip(_COLUMNS, _row(r), strict=True)) for r in batch]
+                        )
             except Exception:
                 self._buffer.extendleft(reversed(batch))
                 raise

@@ -10,14 +10,30 @@ end as one create and one replace instead of an integrity error.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar, get_args
 
 from msgspec import UnsetType
-from sqlalchemy import ColumnElement, and_, delete, exists, false, func, insert, or_, select, true, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    ColumnElement,
+    TextClause,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.objects import merge
@@ -165,6 +181,42 @@ def _revalidate(data: bytes, type_: type[T], what: str) -> T:
         raise InvalidObjectError(f"the PATCH would leave an invalid {what}: {exc.message}") from None
 
 
+def _typed(model: Any, names: tuple[str, ...], sql: str) -> TextClause:
+    # Bind each parameter with its column's type, so UtcDateTime and friends convert values as the ORM would.
+    columns = model.__table__.c
+    return text(sql).bindparams(*(bindparam(name, type_=columns[name].type) for name in names))
+
+
+@functools.cache
+def _pg_upsert_statement(model: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> TextClause:
+    """INSERT … ON CONFLICT DO UPDATE as fixed text, built once per shape.
+
+    SQLAlchemy does not cache the compiled form of its ON CONFLICT construct, and compiling it cost more than running
+    it (routing profile, docs/performance.md).
+    """
+    table = model.__tablename__
+    names = (*keys, *columns, "created_at", "updated_at")
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in (*columns, "updated_at"))
+    return _typed(
+        model,
+        names,
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) "  # noqa: S608 - names are ours
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates} RETURNING id, (xmax = 0)",
+    )
+
+
+@functools.cache
+def _insert_new_statement(model: Any, columns: tuple[str, ...], keys: tuple[str, ...]) -> TextClause:
+    # Both PostgreSQL and SQLite (3.35+) speak INSERT … ON CONFLICT DO NOTHING RETURNING.
+    table = model.__tablename__
+    return _typed(
+        model,
+        columns,
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "  # noqa: S608
+        f"ON CONFLICT ({', '.join(keys)}) DO NOTHING RETURNING id",
+    )
+
+
 class ObjectStore:
     """The stored objects of every module; stateless apart from the clock, so one instance serves the process."""
 
@@ -177,15 +229,13 @@ class ObjectStore:
         self, session: AsyncSession, model: Any, values: dict[str, Any], keys: list[str]
     ) -> int | None:
         """Insert a row unless its key exists; return the new id, or None when another row holds the key."""
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            stmt: Any = postgresql.insert(model)
-        elif dialect == "sqlite":
-            stmt = sqlite.insert(model)
-        else:  # pragma: no cover - the hub runs on PostgreSQL and SQLite only (DESIGN §2)
-            raise NotImplementedError(f"unsupported database dialect {dialect}")
-        stmt = stmt.values(values).on_conflict_do_nothing(index_elements=keys).returning(model.id)
-        row_id: int | None = (await session.execute(stmt)).scalar_one_or_none()
+        # Core on the session's connection with a statement built once per shape: the ORM's bulk-insert machinery
+        # and recompiling ON CONFLICT each time cost more than the statement itself (docs/performance.md).
+        connection = await session.connection()
+        if connection.dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover - DESIGN §2
+            raise NotImplementedError(f"unsupported database dialect {connection.dialect.name}")
+        statement = _insert_new_statement(model, tuple(values), tuple(keys))
+        row_id: int | None = (await connection.execute(statement, values)).scalar_one_or_none()
         return row_id
 
     async def _upsert(
@@ -193,6 +243,14 @@ class ObjectStore:
     ) -> tuple[bool, int]:
         """Replace the row with ``key`` or create it; return (created, row id). Creation order stays the first PUT's."""
         now = self._clock.now()
+        connection = await session.connection()
+        if connection.dialect.name == "postgresql":
+            # One statement instead of lock, insert, update: Sessions arrive on the routing hot path. The row keeps
+            # its id and created_at (creation order for paging); xmax = 0 only for a freshly inserted row.
+            params = {**key, **values, "created_at": now, "updated_at": now}
+            upsert = _pg_upsert_statement(model, tuple(key), tuple(values))
+            new_id, created = (await connection.execute(upsert, params)).one()
+            return bool(created), int(new_id)
         row_id: int | None = await session.scalar(select(model.id).where(*_where(model, key)).with_for_update())
         if row_id is None:
             row_id = await self._insert_new(
