@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
@@ -27,6 +28,7 @@ from hub.platform.web import EXCEPTION_HANDLERS, OcpiAsgiWrapper
 from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings, load_settings
 from hub.worker import build_background, delivery_hooks
+from routing import outbox
 from routing.asgi import RoutingApp
 from routing.forwarder import Forwarder
 from routing.hubstore import HubStore
@@ -77,13 +79,17 @@ def create_app(
         # Without Redis there is no worker: this process runs the still-alive probe itself (with Redis, the
         # workers' unique cron job does, once cluster-wide).
         liveness = None if settings.redis_url else asyncio.create_task(_liveness_loop(runtime), name="liveness")
+        signal = runtime.routing_signal
+        # Another process changed the registry or an agreement: reload now rather than at the next poll.
+        listener = None if signal is None else asyncio.create_task(signal.listen(_reloader(runtime)), name="signal")
         try:
             yield
         finally:
-            if liveness is not None:
-                liveness.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await liveness
+            for task in (liveness, listener):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await background.close()
             await runtime.message_log.stop()
             await runtime.table.stop()
@@ -103,7 +109,7 @@ def create_app(
         }
     )
     return Litestar(
-        route_handlers=[*party_controllers.ROUTES, *admin_controllers.ROUTES, live, ready],
+        route_handlers=[*party_controllers.ROUTES, *admin_controllers.ROUTES, live, ready, metrics],
         state=state,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -161,6 +167,13 @@ def build_routing_app(runtime: Runtime) -> RoutingApp:
     return app
 
 
+def _reloader(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    async def reload() -> None:
+        await runtime.table.reload()
+
+    return reload
+
+
 # How often the embedded hub looks for silent platforms; each is probed only after HUB_LIVENESS_AFTER of silence.
 LIVENESS_TICK = 60.0
 
@@ -172,3 +185,42 @@ async def _liveness_loop(runtime: Runtime) -> None:
             await runtime.clientinfo.probe_silent()
         except Exception:  # the next round retries; a database hiccup must not end the probe
             log.exception("still-alive probe failed")
+
+
+@get("/metrics", operation_id="Metrics", tags=["health"], media_type="text/plain; version=0.0.4")
+async def metrics(state: State) -> str:
+    """Prometheus text exposition: this process's routed requests, platforms by status, pushes by status."""
+    runtime: Runtime = state.runtime
+    routing: RoutingApp = state.routing_app
+    lines = [
+        "# HELP ocpi_hub_requests_total Requests on functional-module URLs handled by this process.",
+        "# TYPE ocpi_hub_requests_total counter",
+    ]
+    for (module, http_status, ocpi_status), count in sorted(routing.stats.count.items(), key=str):
+        lines.append(
+            f'ocpi_hub_requests_total{{module="{module}",http_status="{http_status}",'
+            f'ocpi_status="{ocpi_status if ocpi_status is not None else ""}"}} {count}'
+        )
+    lines += [
+        "# HELP ocpi_hub_request_seconds_total Time spent answering them.",
+        "# TYPE ocpi_hub_request_seconds_total counter",
+    ]
+    lines += [
+        f'ocpi_hub_request_seconds_total{{module="{m}"}} {s:.6f}' for m, s in sorted(routing.stats.seconds.items())
+    ]
+    statuses = Counter(p.connection_status for p in runtime.table.snapshot.platforms.values())
+    lines += [
+        "# HELP ocpi_hub_platforms Registered platforms by HubClientInfo status.",
+        "# TYPE ocpi_hub_platforms gauge",
+    ]
+    lines += [f'ocpi_hub_platforms{{status="{s}"}} {n}' for s, n in sorted(statuses.items())]
+    async with runtime.sessions() as session:
+        pushes = await outbox.count_by_status(session)
+    lines += ["# HELP ocpi_hub_pushes Outbox pushes by status.", "# TYPE ocpi_hub_pushes gauge"]
+    lines += [f'ocpi_hub_pushes{{status="{s}"}} {n}' for s, n in sorted(pushes.items())]
+    lines += [
+        "# HELP ocpi_hub_message_log_dropped_total Log records dropped while the database was unreachable.",
+        "# TYPE ocpi_hub_message_log_dropped_total counter",
+        f"ocpi_hub_message_log_dropped_total {runtime.message_log.dropped}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -45,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Seconds of silence after which the hub checks a platform is still alive (mod_hub_client_info: "start with 5
     # minutes").
     liveness_after: float = 300.0
+    # Seconds between checks for registry/agreement changes made by other processes (without Redis the only way
+    # another hub instance learns of them; with Redis a pub/sub signal makes it immediate).
+    routing_poll: float = 2.0
 
     @property
     def is_embedded(self) -> bool:
@@ -139,6 +142,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     forward_timeout = _seconds(env, "HUB_FORWARD_TIMEOUT", "30")
     authorize_timeout = _seconds(env, "HUB_AUTHORIZE_TIMEOUT", "5")
     liveness_after = _seconds(env, "HUB_LIVENESS_AFTER", "300")
+    routing_poll = _seconds(env, "HUB_ROUTING_POLL", "2")
     return Settings(
         database_url=database_url,
         redis_url=env.get("HUB_REDIS_URL") or None,
@@ -155,4 +159,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         forward_timeout=forward_timeout,
         authorize_timeout=authorize_timeout,
         liveness_after=liveness_after,
+        routing_poll=routing_poll,
     )

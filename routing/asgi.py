@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +74,18 @@ def _error(status_code: int, message: str, http_status: int) -> Relayed:
     return Relayed(http_status, {"content-type": "application/json"}, body)
 
 
+class RequestStats:
+    """Per-process request counters for /metrics: a dict increment per request, nothing more on the hot path."""
+
+    def __init__(self) -> None:
+        self.count: Counter[tuple[str, int, int | None]] = Counter()
+        self.seconds: dict[str, float] = {}
+
+    def observe(self, module: str, http_status: int, ocpi_status: int | None, seconds: float) -> None:
+        self.count[(module, http_status, ocpi_status)] += 1
+        self.seconds[module] = self.seconds.get(module, 0.0) + seconds
+
+
 class RoutingApp:
     def __init__(
         self, *, table: RoutingTable, router: Router, message_log: MessageLog, clientinfo: ClientInfoService
@@ -82,6 +95,7 @@ class RoutingApp:
         self._log = message_log
         self._clientinfo = clientinfo
         self._background: set[asyncio.Task[object]] = set()
+        self.stats = RequestStats()
 
     @staticmethod
     def handles(path: str) -> bool:
@@ -135,6 +149,10 @@ class RoutingApp:
             frm = inbound.receiver if relayed and inbound.receiver is not None else self._router.hub_party
             reply = _with_routing(reply, frm, inbound.sender)
         await _send(send, reply.status, reply.headers, reply.body)
+        module = inbound.path.module if inbound else path.removeprefix("/ocpi/2.2.1/").split("/")[0]
+        ocpi_status = ocpi_status_of(reply.body)
+        latency = time.perf_counter() - started
+        self.stats.observe(module, reply.status, ocpi_status, latency)
         self._log.record(
             MessageRecord(
                 at=arrived,
@@ -145,12 +163,12 @@ class RoutingApp:
                 from_party=_key(inbound.sender) if inbound else None,
                 to_party=_key(inbound.receiver) if inbound else None,
                 target_platform_id=inbound.target_platform_id if inbound else None,
-                module=inbound.path.module if inbound else path.removeprefix("/ocpi/2.2.1/").split("/")[0],
+                module=module,
                 method=method,
                 path=path,
                 http_status=reply.status,
-                ocpi_status=ocpi_status_of(reply.body),
-                latency_ms=(time.perf_counter() - started) * 1000,
+                ocpi_status=ocpi_status,
+                latency_ms=latency * 1000,
                 size_in=size_in,
                 size_out=len(reply.body),
             )

@@ -151,3 +151,17 @@ async def test_health_and_openapi(hub: HubServer) -> None:
     status, _, schema = await _get(f"{hub.url}/schema/openapi.json")
     assert status == 200
     assert "/admin/api/parties" in schema["paths"]
+
+
+async def test_metrics_count_routed_requests_and_platforms(hub: HubServer, invite: Invite) -> None:
+    async with PeerPlatform() as peer:
+        await peer.register(hub.versions_url, await invite("CPO A"))
+        answer = await peer.request("GET", f"{hub.url}/ocpi/2.2.1/sender/locations", headers={})
+        assert answer.status == 200
+    async with aiohttp.ClientSession() as session, session.get(f"{hub.url}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    assert 'ocpi_hub_requests_total{module="locations",http_status="200",ocpi_status="4001"} 1' in text
+    assert 'ocpi_hub_platforms{status="CONNECTED"} 1' in text
+    assert "ocpi_hub_message_log_dropped_total 0" in text
