@@ -157,8 +157,8 @@ class Forwarder:
                 )
         if result.status >= 400 and not _looks_like_envelope(result):
             return _wrap_plain_error(result)
-        lowered = {name.lower(): value for name, value in result.headers.items()}
-        relayed = {name: lowered[name] for name in RELAYED_HEADERS if name in lowered}
+        # result.headers is case-insensitive: pick the few that mean something to the requester.
+        relayed = {name: value for name in RELAYED_HEADERS if (value := result.headers.get(name)) is not None}
         return Relayed(result.status, relayed, result.body)
 
 

@@ -36,6 +36,7 @@ class PartnerClient:
         self._default_timeout = default_timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -43,6 +44,13 @@ class PartnerClient:
             # auto_decompress stays on; raise_for_status off: partner error statuses are answers, not exceptions.
             self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
         return self._session
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        # A handful of distinct timeouts exist (forward, authorize, partner); build each once, not per request.
+        cached = self._timeouts.get(seconds)
+        if cached is None:
+            cached = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return cached
 
     async def close(self) -> None:
         if self._session is not None:
@@ -69,14 +77,15 @@ class PartnerClient:
             out.update(headers)
         out.setdefault("X-Correlation-ID", str(uuid.uuid4()))
         request_id = out["X-Request-ID"]
-        client_timeout = aiohttp.ClientTimeout(total=timeout or self._default_timeout)
+        client_timeout = self._timeout(timeout or self._default_timeout)
         try:
             async with self._client().request(
                 method, url, data=body, headers=out, timeout=client_timeout, allow_redirects=True
             ) as response:
                 payload = await response.read()
                 return HttpResult(
-                    status=response.status, headers=dict(response.headers), body=payload, request_id=request_id
+                    # The case-insensitive multidict as aiohttp made it: no copy on the routing hot path.
+                    status=response.status, headers=response.headers, body=payload, request_id=request_id
                 )
         except TimeoutError as exc:
             raise PartnerCallError(f"{method} {url} timed out after {client_timeout.total} s", timed_out=True) from exc
