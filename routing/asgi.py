@@ -13,18 +13,17 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import structlog
 
 from hub.ocpi.envelope import OcpiStatus, envelope_bytes
-from hub.ocpi.types import parse_datetime
 from hub.parties.models import ConnectionStatus
 from hub.platform.web import OcpiError
 from routing import paths
 from routing.clientinfo import ClientInfoService
 from routing.forwarder import HubRoutingError, Relayed, ocpi_status_of
 from routing.messagelog import MessageLog, MessageRecord
+from routing.pagination import PageRequest
 from routing.router import Inbound, Router
 from routing.table import Caller, RoutingTable
 
@@ -191,18 +190,15 @@ class RoutingApp:
         # mod_hub_client_info §Sender interface: GET only, paginated; the hub is the Sender, nobody pushes to it.
         if method != "GET":
             raise OcpiError(OcpiStatus.CLIENT_ERROR, f"method {method} not allowed on hubclientinfo", http_status=405)
-        params = dict(parse_qsl(query))
-        offset, limit = _int(params, "offset", 0), min(_int(params, "limit", CLIENTINFO_LIMIT), CLIENTINFO_LIMIT)
-        date_from, date_to = _date(params, "date_from"), _date(params, "date_to")
+        page = PageRequest.parse(query, cap=CLIENTINFO_LIMIT)
         items, total = await self._clientinfo.page(
-            caller.platform.platform_id, offset=offset, limit=limit, date_from=date_from, date_to=date_to
+            caller.platform.platform_id,
+            offset=page.offset,
+            limit=page.limit,
+            date_from=page.date_from,
+            date_to=page.date_to,
         )
-        headers = {"content-type": "application/json", "x-total-count": str(total), "x-limit": str(CLIENTINFO_LIMIT)}
-        if items and offset + len(items) < total:
-            next_query = urlencode({**params, "offset": str(offset + len(items)), "limit": str(limit)})
-            headers["link"] = f'<{self._router.public_url}{CLIENTINFO_URL}/?{next_query}>; rel="next"'
-        data = b"[" + b",".join(items) + b"]"
-        return Relayed(200, headers, envelope_bytes(OcpiStatus.SUCCESS, data_json=data, timestamp=datetime.now(UTC)))
+        return page.answer(items, total, url=f"{self._router.public_url}{CLIENTINFO_URL}/")
 
     async def _hub_url(self, method: str, path: str, body: bytes, caller: Caller, correlation_id: str) -> Relayed:
         rest = path[len(HUB_URLS) :].split("/")
@@ -222,25 +218,6 @@ def _with_routing(reply: Relayed, frm: tuple[str, str], to: tuple[str, str]) -> 
         "ocpi-to-party-id": to[1],
     }
     return Relayed(reply.status, headers, reply.body)
-
-
-def _int(params: dict[str, str], name: str, default: int) -> int:
-    value = params.get(name)
-    if value is None:
-        return default
-    if not value.isdigit():
-        raise OcpiError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, f"{name} must be a non-negative integer")
-    return int(value)
-
-
-def _date(params: dict[str, str], name: str) -> datetime | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    try:
-        return parse_datetime(value)
-    except ValueError as exc:
-        raise OcpiError(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, f"{name}: {exc}") from exc
 
 
 def _key(party: tuple[str, str] | None) -> str | None:

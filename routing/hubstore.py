@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Literal, cast
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.objects.service import Change, ObjectStore, Viewer
 from hub.ocpi.envelope import OcpiStatus, envelope_bytes
-from hub.ocpi.types import ci_key, parse_datetime
+from hub.ocpi.types import ci_key
 from hub.platform.web import OcpiError
 from routing import outbox
 from routing.forwarder import Relayed
+from routing.pagination import PageRequest
 from routing.paths import BROADCAST_MODULES, ModulePath
 from routing.router import Inbound
 from routing.table import CPO_ROLES, EMSP_LIKE_ROLES, PartyKey, RoutingSnapshot, RoutingTable
@@ -187,12 +188,7 @@ class HubStore:
 
     async def get_all(self, req: Inbound, sender: PartyKey) -> Relayed:
         module = cast(StoredModule, req.path.module)
-        params = dict(parse_qsl(req.query, keep_blank_values=False))
-        cap = PAGE_LIMITS[module]
-        offset = _int_param(params, "offset", 0)
-        limit = min(_int_param(params, "limit", cap), cap)
-        date_from = _date_param(params, "date_from")
-        date_to = _date_param(params, "date_to")
+        page_request = PageRequest.parse(req.query, cap=PAGE_LIMITS[module])
         snapshot = self._table.snapshot
         caller = req.caller.platform
         # GET All serves what the broadcasts would have brought the requesting party (hub notes §1.9 items 2, 4):
@@ -203,22 +199,16 @@ class HubStore:
         viewer = Viewer(parties=caller.parties, permitted_owners=permitted)
         async with self._sessions() as session:
             page = await self._store.page(
-                session, module, viewer=viewer, date_from=date_from, date_to=date_to, offset=offset, limit=limit
+                session,
+                module,
+                viewer=viewer,
+                date_from=page_request.date_from,
+                date_to=page_request.date_to,
+                offset=page_request.offset,
+                limit=page_request.limit,
             )
-        data = b"[" + b",".join(page.items) + b"]"
-        headers = {
-            "content-type": "application/json",
-            "x-total-count": str(page.total),
-            "x-limit": str(cap),
-            **self._from_hub(sender),
-        }
-        next_offset = offset + len(page.items)
-        if page.items and next_offset < page.total:
-            # transport §pagination: the next link carries every filter of the original request.
-            query = {**params, "offset": str(next_offset), "limit": str(limit)}
-            headers["link"] = f'<{self._public_url}/ocpi/2.2.1/sender/{module}/?{urlencode(query)}>; rel="next"'
-        body = envelope_bytes(OcpiStatus.SUCCESS, data_json=data, timestamp=datetime.now(UTC))
-        return Relayed(200, headers, body)
+        url = f"{self._public_url}/ocpi/2.2.1/sender/{module}/"
+        return page_request.answer(page.items, page.total, url=url, headers=self._from_hub(sender))
 
     def _from_hub(self, to: PartyKey) -> dict[str, str]:
         return {
@@ -231,22 +221,3 @@ class HubStore:
 
 def _query_type(query: str) -> str | None:
     return next((v for k, v in parse_qsl(query) if k == "type"), None)
-
-
-def _int_param(params: dict[str, str], name: str, default: int) -> int:
-    value = params.get(name)
-    if value is None:
-        return default
-    if not value.isdigit():
-        raise _invalid(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _date_param(params: dict[str, str], name: str) -> datetime | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    try:
-        return parse_datetime(value)
-    except ValueError as exc:
-        raise _invalid(f"{name}: {exc}") from exc

@@ -93,32 +93,24 @@ async def discover(
     With ``try_other_form`` a 401 on the versions call is retried with the other Authorization form (Base64 vs
     raw), because pre-2.2 peers expect the raw token (transport_and_format §4.1.3 note).
     """
-    try:
-        data = await _get_data(
-            client,
-            versions_url,
-            token=token,
-            token_form=token_form,
-            what="versions",
-            timeout=timeout,
-            allow_private=allow_private,
-        )
-    except UnauthorizedError as exc:
-        if not try_other_form:
-            raise OcpiError(OcpiStatus.UNABLE_TO_USE_CLIENT_API, f"{exc}: the token was refused") from exc
-        token_form = "raw" if token_form == "base64" else "base64"
+    forms = [token_form, "raw" if token_form == "base64" else "base64"] if try_other_form else [token_form]
+    for attempt, form in enumerate(forms, start=1):
         try:
             data = await _get_data(
                 client,
                 versions_url,
                 token=token,
-                token_form=token_form,
+                token_form=form,
                 what="versions",
                 timeout=timeout,
                 allow_private=allow_private,
             )
-        except UnauthorizedError as again:
-            raise OcpiError(OcpiStatus.UNABLE_TO_USE_CLIENT_API, f"{again}: the token was refused") from again
+        except UnauthorizedError as exc:
+            if attempt == len(forms):
+                raise OcpiError(OcpiStatus.UNABLE_TO_USE_CLIENT_API, f"{exc}: the token was refused") from exc
+        else:
+            token_form = form
+            break
     try:
         # Be liberal (DESIGN §5): a lone Version object instead of a list is accepted.
         versions = [decode(data, ocpi.Version)] if data.lstrip()[:1] == b"{" else decode(data, list[ocpi.Version])

@@ -47,6 +47,19 @@ class RegistryError(Exception):
     """An operator-side failure (CLI, admin API) with a message meant for a human."""
 
 
+class PlatformNotFoundError(RegistryError):
+    """No platform has the id an operator gave."""
+
+
+# The registration status of a platform an operator suspended (beside RegistrationStatus): its tokens open nothing
+# and routing skips it, but its parties stay reserved to it until it is activated again or deleted.
+SUSPENDED = "SUSPENDED"
+
+
+def _credentials_url(platform: Platform) -> str | None:
+    return next((e.url for e in platform.endpoints if e.identifier == "credentials"), None)
+
+
 @dataclass(frozen=True, slots=True)
 class HubIdentity:
     country_code: str
@@ -128,7 +141,7 @@ class PartyRegistry:
                 Platform, platform_id, options=[selectinload(Platform.parties), selectinload(Platform.endpoints)]
             )
         if platform is None:
-            raise RegistryError(f"no platform with id {platform_id}")
+            raise PlatformNotFoundError(f"no platform with id {platform_id}")
         return platform
 
     async def list_platforms(self) -> list[Platform]:
@@ -219,19 +232,22 @@ class PartyRegistry:
         await self._changed(platform.id)
         return await self.get_platform(platform.id)
 
-    async def _post_credentials(self, url: str, token_a: str, token_b: str, form: str) -> ocpi.Credentials:
+    async def _post_credentials(
+        self, url: str, token_a: str, token_b: str, form: str, *, method: str = "POST"
+    ) -> ocpi.Credentials:
         body = encode(self.identity.credentials(token_b))
         try:
-            result = await self._client.request("POST", url, token=token_a, token_form=form, body=body, timeout=30)
+            result = await self._client.request(method, url, token=token_a, token_form=form, body=body, timeout=30)
         except PartnerCallError as exc:
-            raise RegistryError(f"credentials POST failed: {exc.message}") from exc
+            raise RegistryError(f"credentials {method} failed: {exc.message}") from exc
         try:
             envelope = decode(result.body, _RawEnvelope)
         except WireError as exc:
-            raise RegistryError(f"credentials POST answered HTTP {result.status} without an OCPI envelope") from exc
+            raise RegistryError(f"credentials {method} answered HTTP {result.status} without an OCPI envelope") from exc
         if result.status not in (200, 201) or envelope.status_code != OcpiStatus.SUCCESS:
+            what = "registration" if method == "POST" else "credentials update"
             raise RegistryError(
-                f"the platform refused the registration: HTTP {result.status}, status {envelope.status_code}"
+                f"the platform refused the {what}: HTTP {result.status}, status {envelope.status_code}"
                 f" {envelope.status_message or ''}".rstrip()
             )
         try:
@@ -252,6 +268,149 @@ class PartyRegistry:
                 .values(status=RegistrationStatus.UNREGISTERED, inbound_token_hash=None, updated_at=self._clock.now())
             )
 
+    # ---- operator actions on a platform (admin API, CLI) -------------------------------------------------------
+
+    async def suspend(self, platform_id: int) -> Platform:
+        """Stop a registered platform for now: its token opens nothing, routing drops it, and its parties are
+        announced SUSPENDED in HubClientInfo. Its parties stay reserved to it; ``activate`` undoes this."""
+        await self._set_operator_status(
+            platform_id,
+            expect=RegistrationStatus.REGISTERED,
+            status=SUSPENDED,
+            connection=ConnectionStatus.SUSPENDED,
+            refusal="only a REGISTERED platform can be suspended",
+        )
+        await self._changed(platform_id)
+        return await self.get_platform(platform_id)
+
+    async def activate(self, platform_id: int) -> Platform:
+        """Undo ``suspend``: the platform's token works again and its parties are announced CONNECTED."""
+        await self._set_operator_status(
+            platform_id,
+            expect=SUSPENDED,
+            status=RegistrationStatus.REGISTERED,
+            connection=ConnectionStatus.CONNECTED,
+            refusal="only a SUSPENDED platform can be activated",
+        )
+        await self._changed(platform_id)
+        return await self.get_platform(platform_id)
+
+    async def _set_operator_status(
+        self, platform_id: int, *, expect: str, status: str, connection: ConnectionStatus, refusal: str
+    ) -> None:
+        now = self._clock.now()
+        async with self._sessions.begin() as session:
+            platform = await session.get(Platform, platform_id, with_for_update=True)
+            if platform is None:
+                raise PlatformNotFoundError(f"no platform with id {platform_id}")
+            if platform.status != expect:
+                raise RegistryError(f"{refusal}; platform {platform_id} is {platform.status}")
+            platform.status = status
+            platform.connection_status = connection
+            platform.status_changed_at = now
+            platform.updated_at = now
+
+    async def delete(self, platform_id: int) -> tuple[Platform, bool]:
+        """Unregister a platform for good, as a credentials DELETE from our side (credentials §DELETE).
+
+        The hub first asks the platform to delete the hub's credentials (best effort, with the token the hub
+        uses to call it); every token then dies and the parties leave the registry whatever the platform answered.
+        Returns the platform and whether the platform accepted the DELETE.
+        """
+        platform = await self.get_platform(platform_id)
+        if platform.status == RegistrationStatus.UNREGISTERED:
+            raise RegistryError(f"platform {platform_id} is already unregistered")
+        told = False
+        credentials_url = _credentials_url(platform)
+        token = await self.outbound_token(platform)
+        if credentials_url is not None and token is not None:
+            try:
+                result = await self._client.request(
+                    "DELETE", credentials_url, token=token, token_form=platform.token_form, timeout=self._timeout
+                )
+                told = result.status == 200
+            except PartnerCallError as exc:
+                log.warning("credentials DELETE at the platform failed", platform_id=platform_id, error=exc.message)
+        await self._unregister(platform_id)
+        await self._changed(platform_id)
+        return await self.get_platform(platform_id), told
+
+    async def rotate(self, platform_id: int) -> Platform:
+        """The hub renews the credentials with a registered platform (credentials §PUT, the hub as Sender).
+
+        A new token for the platform to call us goes in a PUT to its credentials endpoint; the token C it answers
+        is stored encrypted and replaces the one the hub used. The platform's old token stops working: the new one
+        is accepted from just before the PUT (the platform fetches our versions with it while it handles the PUT),
+        and the old one is put back if the platform refuses or cannot be reached.
+        """
+        platform = await self.get_platform(platform_id)
+        if platform.status != RegistrationStatus.REGISTERED:
+            raise RegistryError(f"only a REGISTERED platform can rotate credentials; it is {platform.status}")
+        credentials_url = _credentials_url(platform)
+        token = await self.outbound_token(platform)
+        if credentials_url is None or token is None or platform.inbound_token_hash is None:
+            raise RegistryError("the platform has no credentials endpoint or token to rotate with")
+        old_hash = platform.inbound_token_hash
+        token_b = new_token()
+        await self._swap_inbound_hash(platform_id, old_hash, hash_token(token_b))
+        try:
+            credentials = await self._post_credentials(
+                credentials_url, token, token_b, platform.token_form, method="PUT"
+            )
+        except RegistryError:
+            await self._swap_inbound_hash(platform_id, hash_token(token_b), old_hash)
+            raise
+        # From here the platform holds our new token and we hold its token C: keep C whatever happens next (if its
+        # roles or endpoints cannot be taken over, the previous ones stay).
+        try:
+            _check_roles_unique(list(credentials.roles))
+            await self._check_collisions(credentials.roles, platform_id)
+            discovery = await discover(
+                self._client,
+                credentials.url,
+                token=credentials.token,
+                token_form=platform.token_form,
+                timeout=self._timeout,
+                allow_private=self._allow_private,
+            )
+            await self._store_registration(
+                platform_id,
+                credentials,
+                discovery,
+                expect=RegistrationStatus.REGISTERED,
+                inbound_token=token_b,
+                outbound_token=credentials.token,
+                previous_token_hash=hash_token(token_b),
+            )
+        except OcpiError as exc:
+            log.warning("roles and endpoints kept after a rotation", platform_id=platform_id, error=exc.message)
+            async with self._sessions.begin() as session:
+                await session.execute(
+                    update(Platform)
+                    .where(Platform.id == platform_id)
+                    .values(outbound_token=self._cipher.encrypt(credentials.token), updated_at=self._clock.now())
+                )
+        await self._changed(platform_id)
+        return await self.get_platform(platform_id)
+
+    async def _swap_inbound_hash(self, platform_id: int, current: str, new: str) -> None:
+        # updated_at is left alone: other processes keep their routing snapshot (with the old token) until the
+        # rotation is stored, so the platform's own traffic meets no gap while the PUT is under way.
+        async with self._sessions.begin() as session:
+            swapped = (
+                await session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult has rowcount
+                    update(Platform)
+                    .where(
+                        Platform.id == platform_id,
+                        Platform.status == RegistrationStatus.REGISTERED,
+                        Platform.inbound_token_hash == current,
+                    )
+                    .values(inbound_token_hash=new)
+                )
+            ).rowcount
+        if not swapped:
+            raise RegistryError("the registration changed while it was processed; retry")
+
     # ---- the credentials endpoint (the hub is the handshake's Receiver) ----------------------------------------
 
     async def register(self, caller: Caller, body: ocpi.Credentials) -> ocpi.Credentials:
@@ -262,35 +421,31 @@ class PartyRegistry:
             raise OcpiError(
                 OcpiStatus.CLIENT_ERROR, "already registered: use PUT to update credentials", http_status=405
             )
-        _check_roles_unique(list(body.roles))
-        await self._check_collisions(body.roles, caller.platform_id)
-        discovery = await discover(
-            self._client,
-            body.url,
-            token=body.token,
-            token_form=caller.token_form,
-            timeout=self._timeout,
-            allow_private=self._allow_private,
-        )
-        token_c = new_token()
-        await self._store_registration(
-            caller.platform_id,
-            body,
-            discovery,
-            expect=RegistrationStatus.INVITED,
-            inbound_token=token_c,
-            outbound_token=body.token,
-        )
-        await self._changed(caller.platform_id)
-        return self.identity.credentials(token_c)
+        return await self._accept(caller, body, expect=RegistrationStatus.INVITED)
 
     async def update(self, caller: Caller, body: ocpi.Credentials) -> ocpi.Credentials:
         """Credentials PUT: new endpoints are read again and both tokens are replaced (credentials §PUT)."""
         if not caller.registered:
             raise OcpiError(OcpiStatus.CLIENT_ERROR, "not registered: use POST to register", http_status=405)
+        # One transaction swaps the token hash: the old token works until it commits, the new one from then on, and
+        # the platform learns the new one only from this response, so no request of its own meets a gap.
+        return await self._accept(
+            caller, body, expect=RegistrationStatus.REGISTERED, previous_token_hash=hash_token(caller.token)
+        )
+
+    async def _accept(
+        self,
+        caller: Caller,
+        body: ocpi.Credentials,
+        *,
+        expect: RegistrationStatus,
+        previous_token_hash: str | None = None,
+    ) -> ocpi.Credentials:
+        """The Receiver's side of POST and PUT: check the roles, read the platform's endpoints with the token it
+        sent (even when the version is unchanged, credentials §PUT), store everything, answer with a new token C.
+        """
         _check_roles_unique(list(body.roles))
         await self._check_collisions(body.roles, caller.platform_id)
-        # The spec requires re-reading the endpoints even when the version is unchanged.
         discovery = await discover(
             self._client,
             body.url,
@@ -300,16 +455,14 @@ class PartyRegistry:
             allow_private=self._allow_private,
         )
         token_c = new_token()
-        # One transaction swaps the token hash: the old token works until it commits, the new one from then on, and
-        # the platform learns the new one only from this response, so no request of its own meets a gap.
         await self._store_registration(
             caller.platform_id,
             body,
             discovery,
-            expect=RegistrationStatus.REGISTERED,
+            expect=expect,
             inbound_token=token_c,
             outbound_token=body.token,
-            previous_token_hash=hash_token(caller.token),
+            previous_token_hash=previous_token_hash,
         )
         await self._changed(caller.platform_id)
         return self.identity.credentials(token_c)
@@ -454,12 +607,14 @@ def platform_as_dict(platform: Platform) -> dict[str, object]:
         "id": platform.id,
         "name": platform.name,
         "status": platform.status,
+        "connection_status": platform.connection_status,
         "direction": platform.direction,
         "version": platform.version,
         "versions_url": platform.versions_url,
         "token_form": platform.token_form,
         "registered_at": _iso(platform.registered_at),
         "created_at": _iso(platform.created_at),
+        "updated_at": _iso(platform.updated_at),
         "parties": [
             {
                 "country_code": p.country_code,
