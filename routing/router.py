@@ -537,26 +537,23 @@ class Router:
 
     async def _session_owner(self, session_id: str, emsp: PartyKey) -> PartyKey:
         """The CPO of a session that belongs to the requesting eMSP (commands, profiles, preferences)."""
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(SessionRow.country_code, SessionRow.party_id).where(
-                        SessionRow.session_id == ci_key(session_id),
-                        SessionRow.emsp_country_code == emsp[0],
-                        SessionRow.emsp_party_id == emsp[1],
-                    )
-                )
-            ).all()
-        return self._unique(rows, f"session {session_id}")
+        return await self._session_counterpart(session_id, requester=emsp, requester_is_cpo=False)
 
     async def _session_emsp_by_id(self, session_id: str, cpo: PartyKey) -> PartyKey:
+        """The eMSP of one of the requesting CPO's sessions (ActiveChargingProfile PUT)."""
+        return await self._session_counterpart(session_id, requester=cpo, requester_is_cpo=True)
+
+    async def _session_counterpart(self, session_id: str, *, requester: PartyKey, requester_is_cpo: bool) -> PartyKey:
+        cpo = (SessionRow.country_code, SessionRow.party_id)
+        emsp = (SessionRow.emsp_country_code, SessionRow.emsp_party_id)
+        mine, theirs = (cpo, emsp) if requester_is_cpo else (emsp, cpo)
         async with self._sessions() as session:
             rows = (
                 await session.execute(
-                    select(SessionRow.emsp_country_code, SessionRow.emsp_party_id).where(
+                    select(*theirs).where(
                         SessionRow.session_id == ci_key(session_id),
-                        SessionRow.country_code == cpo[0],
-                        SessionRow.party_id == cpo[1],
+                        mine[0] == requester[0],
+                        mine[1] == requester[1],
                     )
                 )
             ).all()
