@@ -4,7 +4,10 @@
 * ``ocpi-hub clearing check --cdr FILE [--tariff FILE] [--time-zone TZ] [--store]``: pre-flight, nothing stored;
 * ``ocpi-hub clearing import FILE``: take in the CDRs of a JSON file, with a progress bar and a summary;
 * ``ocpi-hub clearing sync``: take in the CDRs the hub stored and clearing has not taken in yet;
-* ``ocpi-hub clearing show COUNTRY_CODE PARTY_ID CDR_ID``: everything clearing holds about one CDR.
+* ``ocpi-hub clearing show COUNTRY_CODE PARTY_ID CDR_ID``: everything clearing holds about one CDR;
+* ``ocpi-hub clearing terms set/list``, ``close-period [--period YYYY-MM]``, ``statement --period P [--party CC/PID]
+  [--json]``, ``export --period P --format csv --out FILE``, ``reconcile --period P --party CC/PID --file F``,
+  ``dispute open/resolve``: settlement (ADR 0208).
 
 Machine-readable output goes to stdout as JSON (numbers as JSON numbers); progress bars and tables go to stderr.
 The commands that need the database read ``HUB_DATABASE_URL`` (DESIGN §9) with the hub's default; clearing does
@@ -41,6 +44,24 @@ from clearing.intake import (
     run_sync,
 )
 from clearing.pricing import InputError, PricingError, Tariff, decode_cdr, decode_tariffs, price_cdr
+from clearing.settlement.exports import EXPORT_SCHEMA_VERSION, ReconcileError, read_party_csv, reconcile, write_csv
+from clearing.settlement.netting import NettingError
+from clearing.settlement.service import (
+    CloseResult,
+    PeriodError,
+    SettlementService,
+    StatementReport,
+    previous_month,
+)
+from clearing.settlement.terms import (
+    DEFAULT_APPROVAL_WINDOW_DAYS,
+    FEE_KINDS,
+    ROUNDING_RULES,
+    FeeRule,
+    Terms,
+    TermsError,
+    parse_party,
+)
 from clearing.verification import DEFAULT_TOLERANCE
 from hub.platform.clock import SystemClock
 from hub.platform.db import create_engine, create_sessionmaker
@@ -49,11 +70,18 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "check_command",
     "clearing_group",
+    "close_period_command",
+    "dispute_group",
+    "export_command",
     "import_command",
     "intake_commands",
     "price_command",
+    "reconcile_command",
+    "settlement_commands",
     "show_command",
+    "statement_command",
     "sync_command",
+    "terms_group",
 ]
 
 T = TypeVar("T")
@@ -310,13 +338,281 @@ def show_command(country_code: str, party_id: str, cdr_id: str) -> None:
     _echo_json(report)
 
 
-#: The intake commands, for the composition root to mount beside ``price``.
-intake_commands: Final = (check_command, import_command, sync_command, show_command)
+# --- settlement (ADR 0208) -----------------------------------------------------------------------------------------
+
+
+def _party_option(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        cc, pid = parse_party(value)
+    except TermsError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return f"{cc}/{pid}"
+
+
+def _fee(value: str) -> tuple[str, FeeRule]:
+    kind, sep, rest = value.partition("=")
+    rate, sep2, payer = rest.partition(":")
+    if not sep or not sep2 or kind not in FEE_KINDS or payer not in ("cpo", "emsp"):
+        raise click.BadParameter(f"{value!r}: give KIND=RATE:PAYER, KIND one of {', '.join(FEE_KINDS)}, PAYER cpo|emsp")
+    try:
+        return kind, FeeRule(rate=Decimal(rate), payer=payer)  # type: ignore[arg-type]
+    except ArithmeticError:
+        raise click.BadParameter(f"{value!r}: the rate {rate!r} is not a number") from None
+
+
+@click.group("terms")
+def terms_group() -> None:
+    """Commercial terms per (CPO, eMSP): currency, tolerance, approval window, rounding, hub fees."""
+
+
+@terms_group.command("set")
+@click.option("--cpo", required=True, help="CPO party as CC/PID, e.g. NL/CPO.")
+@click.option("--emsp", required=True, help="eMSP party as CC/PID, e.g. DE/MSP.")
+@click.option("--valid-from", required=True, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), help="UTC.")
+@click.option("--currency", default="EUR", show_default=True)
+@click.option("--tolerance", type=click.FloatRange(min=0), default=None, help="Price verification tolerance.")
+@click.option(
+    "--approval-window-days",
+    type=click.IntRange(min=0),
+    default=DEFAULT_APPROVAL_WINDOW_DAYS,
+    show_default=True,
+    help="Pending CDRs older than this are approved when their period closes.",
+)
+@click.option("--rounding", type=click.Choice(sorted(ROUNDING_RULES)), default="half_up", show_default=True)
+@click.option("--decimals", type=click.IntRange(0, 4), default=2, show_default=True)
+@click.option(
+    "--fee",
+    "fees",
+    multiple=True,
+    help="KIND=RATE:PAYER, KIND per_session|per_kwh|percent|per_period, PAYER cpo|emsp (repeatable).",
+)
+@click.option("--by", "actor", default="operator:cli", show_default=True)
+def terms_set_command(
+    *,
+    cpo: str,
+    emsp: str,
+    valid_from: datetime,
+    currency: str,
+    tolerance: float | None,
+    approval_window_days: int,
+    rounding: str,
+    decimals: int,
+    fees: tuple[str, ...],
+    actor: str,
+) -> None:
+    """Record a version of the terms between CPO and eMSP, effective from --valid-from."""
+    terms = Terms(
+        cpo=_party_option(cpo) or cpo,
+        emsp=_party_option(emsp) or emsp,
+        valid_from=valid_from.replace(tzinfo=UTC),
+        currency=currency.upper(),
+        tolerance=None if tolerance is None else Decimal(str(tolerance)),
+        approval_window_days=approval_window_days,
+        rounding=rounding,
+        decimals=decimals,
+        fees=dict(_fee(f) for f in fees),
+    )
+    service = SettlementService(SystemClock())
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> int:
+        async with sessions() as session, session.begin():
+            return await service.set_terms(session, terms, actor=actor)
+
+    try:
+        terms_id = _with_database(work)
+    except TermsError as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_json({"id": terms_id, **msgspec.to_builtins(terms, builtin_types=(Decimal,))})
+
+
+@terms_group.command("list")
+def terms_list_command() -> None:
+    """Print every version of every pair's terms as JSON."""
+    service = SettlementService(SystemClock())
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> list[Terms]:
+        async with sessions() as session:
+            return await service.list_terms(session)
+
+    _echo_json(_with_database(work))
+
+
+_PERIOD = click.option("--period", required=True, help="Period label, YYYY-MM.")
+
+
+@click.command("close-period")
+@click.option("--period", default=None, help="YYYY-MM; default: the previous calendar month (UTC).")
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--by", "actor", default="operator:cli", show_default=True)
+def close_period_command(period: str | None, batch_size: int, actor: str) -> None:
+    """Close a settlement period: statements per (CPO, eMSP, currency), netting; closing twice changes nothing."""
+    label = period or previous_month(datetime.now(UTC))
+    service = SettlementService(SystemClock(), batch_size=batch_size)
+    console = Console(stderr=True)
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> CloseResult:
+        with _progress(console) as progress:
+            task = progress.add_task(f"closing {label}", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return await service.close_period(sessions, label, actor=actor, progress=advance)
+
+    try:
+        result = _with_database(work)
+    except (PeriodError, NettingError, TermsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _echo_json(result)
+
+
+async def _statements(sessions: async_sessionmaker[AsyncSession], period: str, party: str | None) -> Any:
+    service = SettlementService(SystemClock())
+    async with sessions() as session:
+        return await service.statements(session, period, party)
+
+
+def _load_statements(period: str, party: str | None) -> list[StatementReport]:
+    try:
+        statements: list[StatementReport] = _with_database(lambda s: _statements(s, period, party))
+    except PeriodError as exc:
+        raise click.ClickException(str(exc)) from None
+    return statements
+
+
+@click.command("statement")
+@_PERIOD
+@click.option("--party", default=None, help="Only statements where this CC/PID is the CPO or the eMSP.")
+@_JSON
+def statement_command(period: str, party: str | None, as_json: bool) -> None:
+    """Show a closed period's statements: CDR lines, fee and adjustment lines, totals, engine version, hash."""
+    statements = _load_statements(period, _party_option(party))
+    if as_json:
+        _echo_json(statements)
+        return
+    out = Console(file=sys.stdout)
+    for st in statements:
+        table = Table(title=f"{period} {st.cpo} -> {st.emsp} {st.currency} (hash {st.input_hash[:12]})")
+        for column in ("#", "kind", "cdr / note", "included", "excl VAT", "incl VAT"):
+            table.add_column(column)
+        for line in st.lines:
+            name = (line.details or {}).get("cdr_id") if line.kind == "cdr" else line.note
+            table.add_row(str(line.position), line.kind, str(name), "yes" if line.included else "no",
+                          str(line.amount_excl_vat), str(line.amount_incl_vat))  # fmt: skip
+        table.add_row("", "payable", "", "", "", str(st.payable))
+        out.print(table)
+
+
+@click.command("export")
+@_PERIOD
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--party", default=None, help="Only statements where this CC/PID is the CPO or the eMSP.")
+def export_command(period: str, fmt: str, out_file: Path, party: str | None) -> None:
+    """Write a period's statements and their lines to FILE.
+
+    CSV schema version 1, one row per statement (kind=statement, totals) then one per line (kind=cdr, adjustment or
+    fee), columns: schema_version, period, statement_id, cpo, emsp, currency, kind, position, included, note, cdr_id,
+    session_id, start_date_time, end_date_time, energy_kwh, stated_excl_vat, stated_incl_vat, recomputed_excl_vat,
+    recomputed_incl_vat, verification, payer, quantity, amount_excl_vat, amount_incl_vat, cdr_count, fees_cpo,
+    fees_emsp, payable, engine_version, input_hash.
+    """
+    statements = _load_statements(period, _party_option(party))
+    with out_file.open("w", newline="", encoding="utf-8") as handle:
+        rows = write_csv(statements, handle)
+    click.echo(f"wrote {rows} rows ({fmt}, schema {EXPORT_SCHEMA_VERSION}) to {out_file}", err=True)
+
+
+@click.command("reconcile")
+@_PERIOD
+@click.option("--party", required=True, help="The party whose records FILE holds, CC/PID.")
+@click.option("--file", "file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="CSV with a header and the columns cdr_id and amount (incl. VAT).")  # fmt: skip
+def reconcile_command(period: str, party: str, file: Path) -> None:
+    """Compare a party's CSV of (cdr_id, amount) with our settled lines; print the categories as JSON."""
+    name = _party_option(party) or party
+    statements = _load_statements(period, name)
+    try:
+        theirs = read_party_csv(file.read_text(encoding="utf-8-sig"))
+    except ReconcileError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    _echo_json(reconcile(statements, name, period, theirs))
+
+
+@click.group("dispute")
+def dispute_group() -> None:
+    """Open and resolve disputes on CDRs (held out of settlement while open)."""
+
+
+@dispute_group.command("open")
+@click.argument("country_code")
+@click.argument("party_id")
+@click.argument("cdr_id")
+@click.option("--by", "actor", required=True, help="Who disputes, e.g. msp:alice.")
+@click.option("--reason", required=True)
+def dispute_open_command(country_code: str, party_id: str, cdr_id: str, actor: str, reason: str) -> None:
+    """Open a dispute on the CDR COUNTRY_CODE PARTY_ID CDR_ID; prints its id."""
+    service = SettlementService(SystemClock())
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> int:
+        async with sessions() as session, session.begin():
+            return await service.open_dispute(session, country_code, party_id, cdr_id, actor=actor, reason=reason)
+
+    try:
+        _echo_json({"dispute_id": _with_database(work)})
+    except (LookupError, PeriodError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@dispute_group.command("resolve")
+@click.argument("dispute_id", type=int)
+@click.option("--credit", "outcome", flag_value="credit", help="Resolved by the credit CDR intake linked.")
+@click.option("--adjust", "amount", default=None, help="Resolved by an adjustment of this amount (next statement).")
+@click.option("--reject", "outcome", flag_value="rejection", help="Rejected: the CDR settles as sent.")
+@click.option("--by", "actor", required=True)
+@click.option("--reason", required=True)
+def dispute_resolve_command(dispute_id: int, outcome: str | None, amount: str | None, actor: str, reason: str) -> None:
+    """Resolve a dispute by --credit, --adjust AMOUNT or --reject."""
+    if (outcome is None) == (amount is None):
+        raise click.UsageError("give exactly one of --credit, --adjust AMOUNT, --reject")
+    try:
+        value = None if amount is None else Decimal(amount)
+    except ArithmeticError:
+        raise click.BadParameter(f"{amount!r} is not a number", param_hint="--adjust") from None
+    service = SettlementService(SystemClock())
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> Any:
+        async with sessions() as session, session.begin():
+            return await service.resolve_dispute(
+                session, dispute_id, outcome or "adjustment", actor=actor, reason=reason, amount=value
+            )
+
+    try:
+        _echo_json(_with_database(work))
+    except (LookupError, PeriodError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+#: The settlement commands (mounted with the intake commands).
+settlement_commands: Final = (
+    terms_group,
+    close_period_command,
+    statement_command,
+    export_command,
+    reconcile_command,
+    dispute_group,
+)
+
+
+#: The intake and settlement commands, for the composition root to mount beside ``price``.
+intake_commands: Final = (check_command, import_command, sync_command, show_command, *settlement_commands)
 
 
 @click.group("clearing")
 def clearing_group() -> None:
-    """Clearing house tools: price, check, import, sync and show CDRs."""
+    """Clearing house tools: price, check, import, sync and show CDRs; terms, periods, statements, disputes."""
 
 
 clearing_group.add_command(price_command)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clearing import models as clearing_models
+from clearing.settlement import models as settlement_models
 from hub.admin.models import OperatorKey
 from hub.agreements.models import RoamingAgreement
 from hub.objects import models as stored_objects
@@ -23,5 +24,6 @@ __all__ = [
     "PlatformEndpoint",
     "RoamingAgreement",
     "clearing_models",
+    "settlement_models",
     "stored_objects",
 ]

@@ -1,0 +1,1 @@
+"""Settlement of cleared CDRs: commercial terms, periods, statements, netting, disputes, exports (ADR 0208)."""

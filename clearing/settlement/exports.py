@@ -1,0 +1,220 @@
+"""Statement exports (CSV, schema `EXPORT_SCHEMA_VERSION`) and reconciliation of a party's own records (ADR 0208).
+
+The export has one row per statement (``kind`` = ``statement``, with the totals) followed by its lines (``cdr``,
+``adjustment``, ``fee``), all with the columns of `EXPORT_COLUMNS`; amounts are plain decimal strings, dates ISO
+8601 UTC, empty cells where a column does not apply.
+
+Reconciliation reads a CSV with at least the columns ``cdr_id`` and ``amount`` (the party's amount incl. VAT for the
+CDR) and sorts every id into matched, missing on our side (``missing_at_hub``), missing on theirs
+(``missing_at_counterparty``), amount differs (with theirs - ours) or duplicate (the same id twice in their file).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+import msgspec
+
+from clearing.settlement.service import StatementReport
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "EXPORT_SCHEMA_VERSION",
+    "AmountDifference",
+    "ReconcileError",
+    "Reconciliation",
+    "export_rows",
+    "read_party_csv",
+    "reconcile",
+    "write_csv",
+]
+
+EXPORT_SCHEMA_VERSION: Final = "1"
+EXPORT_COLUMNS: Final = (
+    "schema_version",
+    "period",
+    "statement_id",
+    "cpo",
+    "emsp",
+    "currency",
+    "kind",
+    "position",
+    "included",
+    "note",
+    "cdr_id",
+    "session_id",
+    "start_date_time",
+    "end_date_time",
+    "energy_kwh",
+    "stated_excl_vat",
+    "stated_incl_vat",
+    "recomputed_excl_vat",
+    "recomputed_incl_vat",
+    "verification",
+    "payer",
+    "quantity",
+    "amount_excl_vat",
+    "amount_incl_vat",
+    "cdr_count",
+    "fees_cpo",
+    "fees_emsp",
+    "payable",
+    "engine_version",
+    "input_hash",
+)
+
+
+class ReconcileError(ValueError):
+    """An uploaded file that cannot be read; the message names the row."""
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def export_rows(statements: Iterable[StatementReport]) -> Iterator[dict[str, str]]:
+    """The export's rows, each a dict over `EXPORT_COLUMNS`."""
+    for st in statements:
+        common = {"schema_version": EXPORT_SCHEMA_VERSION, "period": st.period, "statement_id": st.id,
+                  "cpo": st.cpo, "emsp": st.emsp, "currency": st.currency}  # fmt: skip
+        yield {
+            column: _cell(value)
+            for column, value in {
+                **dict.fromkeys(EXPORT_COLUMNS),
+                **common,
+                "kind": "statement",
+                "position": 0,
+                "energy_kwh": st.total_energy,
+                "amount_excl_vat": st.amount_excl_vat,
+                "amount_incl_vat": st.amount_incl_vat,
+                "cdr_count": st.cdr_count,
+                "fees_cpo": st.fees_cpo,
+                "fees_emsp": st.fees_emsp,
+                "payable": st.payable,
+                "engine_version": st.engine_version,
+                "input_hash": st.input_hash,
+            }.items()
+        }
+        for line in st.lines:
+            details = line.details or {}
+            row = {
+                **dict.fromkeys(EXPORT_COLUMNS),
+                **common,
+                "kind": line.kind,
+                "position": line.position,
+                "included": line.included,
+                "note": line.note,
+                "payer": line.payer,
+                "quantity": line.quantity if line.kind == "fee" else None,
+                "amount_excl_vat": line.amount_excl_vat,
+                "amount_incl_vat": line.amount_incl_vat,
+                "cdr_id": details.get("cdr_id"),
+            }
+            if line.kind == "cdr":
+                row |= {
+                    "session_id": details.get("session_id"),
+                    "start_date_time": details.get("start_date_time"),
+                    "end_date_time": details.get("end_date_time"),
+                    "energy_kwh": details.get("energy"),
+                    "stated_excl_vat": details.get("stated_excl_vat"),
+                    "stated_incl_vat": details.get("stated_incl_vat"),
+                    "recomputed_excl_vat": details.get("recomputed_excl_vat"),
+                    "recomputed_incl_vat": details.get("recomputed_incl_vat"),
+                    "verification": details.get("verification"),
+                }
+            yield {column: _cell(row[column]) for column in EXPORT_COLUMNS}
+
+
+def write_csv(statements: Iterable[StatementReport], out: io.TextIOBase | Any) -> int:
+    """Write the export as CSV to a text stream; return the number of data rows."""
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    count = 0
+    for row in export_rows(statements):
+        writer.writerow(row)
+        count += 1
+    return count
+
+
+class AmountDifference(msgspec.Struct, frozen=True, kw_only=True):
+    cdr_id: str
+    ours: Decimal
+    theirs: Decimal
+    difference: Decimal
+
+
+class Reconciliation(msgspec.Struct, frozen=True, kw_only=True):
+    party: str
+    period: str
+    matched: list[str]
+    missing_at_hub: list[str]
+    missing_at_counterparty: list[str]
+    amount_differs: list[AmountDifference]
+    duplicates: list[str]
+
+
+def read_party_csv(text: str) -> list[tuple[str, Decimal]]:
+    """The (cdr_id, amount) rows of an uploaded CSV; raises `ReconcileError` naming a bad row."""
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or not {"cdr_id", "amount"} <= {f.strip() for f in reader.fieldnames}:
+        raise ReconcileError("the file needs a header with the columns cdr_id and amount")
+    rows: list[tuple[str, Decimal]] = []
+    for number, row in enumerate(reader, start=2):
+        clean = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        try:
+            amount = Decimal(clean["amount"])
+        except InvalidOperation:
+            raise ReconcileError(f"row {number}: amount {clean['amount']!r} is not a number") from None
+        if not clean["cdr_id"] or not amount.is_finite():
+            raise ReconcileError(f"row {number}: needs a cdr_id and a finite amount")
+        rows.append((clean["cdr_id"], amount))
+    return rows
+
+
+def reconcile(
+    statements: Iterable[StatementReport], party: str, period: str, theirs: Iterable[tuple[str, Decimal]]
+) -> Reconciliation:
+    """Compare the settled CDR lines of ``statements`` (amount incl. VAT) with the party's (cdr_id, amount) rows."""
+    ours: dict[str, Decimal] = {}
+    for st in statements:
+        for line in st.lines:
+            if line.kind == "cdr" and line.included and line.details:
+                cdr_id = str(line.details["cdr_id"])
+                ours[cdr_id] = ours.get(cdr_id, Decimal(0)) + line.amount_incl_vat
+    seen: dict[str, Decimal] = {}
+    duplicates: list[str] = []
+    for cdr_id, amount in theirs:
+        if cdr_id in seen:
+            duplicates.append(cdr_id)
+            continue
+        seen[cdr_id] = amount
+    matched, differs, missing_at_hub = [], [], []
+    for cdr_id, amount in seen.items():
+        if cdr_id not in ours:
+            missing_at_hub.append(cdr_id)
+        elif ours[cdr_id] == amount:
+            matched.append(cdr_id)
+        else:
+            differs.append(
+                AmountDifference(cdr_id=cdr_id, ours=ours[cdr_id], theirs=amount, difference=amount - ours[cdr_id])
+            )
+    return Reconciliation(
+        party=party,
+        period=period,
+        matched=sorted(matched),
+        missing_at_hub=sorted(missing_at_hub),
+        missing_at_counterparty=sorted(set(ours) - set(seen)),
+        amount_differs=sorted(differs, key=lambda d: d.cdr_id),
+        duplicates=sorted(set(duplicates)),
+    )
