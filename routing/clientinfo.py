@@ -10,7 +10,6 @@ platform's versions endpoint after a configurable silence (mod_hub_client_info Â
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -54,7 +53,6 @@ class ClientInfoService:
         cipher: TokenCipher,
         client: PartnerClient,
         clock: Clock,
-        notify_outbox: Callable[[], None] | None = None,
         liveness_after: float = 300.0,
         probe_timeout: float = 10.0,
     ) -> None:
@@ -63,15 +61,10 @@ class ClientInfoService:
         self._cipher = cipher
         self._client = client
         self._clock = clock
-        self._notify = notify_outbox
         self._liveness_after = liveness_after
         self._probe_timeout = probe_timeout
         # Last time each platform called us, kept in memory: a database write per request would cost every call.
         self.last_seen: dict[int, float] = {}
-
-    def _wake(self) -> None:
-        if self._notify is not None:
-            self._notify()
 
     # ---- status changes ---------------------------------------------------------------------------------------------
 
@@ -86,7 +79,6 @@ class ClientInfoService:
             await self._announce(session, platform)
             if platform.status == RegistrationStatus.REGISTERED:
                 await self._catch_up(session, platform)
-        self._wake()
 
     async def set_status(self, platform_id: int, status: ConnectionStatus, *, reason: str) -> bool:
         """Move a registered platform to CONNECTED or OFFLINE; True when that was a change (then it is announced)."""
@@ -109,7 +101,6 @@ class ClientInfoService:
             if platform is not None:
                 await self._announce(session, platform)
         log.info("platform status changed", platform_id=platform_id, status=status, reason=reason)
-        self._wake()
         if self._table is not None:
             # This process's routing snapshot learns the new status now (others at their next fingerprint check).
             await self._table.reload()

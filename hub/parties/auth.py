@@ -58,9 +58,3 @@ async def authenticate(sessions: async_sessionmaker[AsyncSession], authorization
             if token_a_hash == token_hash and status == RegistrationStatus.INVITED:
                 return Caller(platform_id, token, form, registered=False)
     raise unauthorized("unknown credentials token")
-
-
-def require_registered(caller: Caller) -> None:
-    """Functional modules and hubclientinfo need a registered platform: token A gives 401 there (§4.1.1)."""
-    if not caller.registered:
-        raise unauthorized("this token only opens the versions and credentials endpoints; register first")
