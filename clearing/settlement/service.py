@@ -170,6 +170,16 @@ class _Period:
 
 
 @dataclass(slots=True)
+class _Pending:
+    """Writes of one batch of the close, made in three statements instead of three per CDR."""
+
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    settled: list[int] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    terms: dict[tuple[str, str], tuple[int | None, Terms]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class _Accumulator:
     """One statement while its period closes: running totals and the digests of its lines."""
 
@@ -452,6 +462,7 @@ class SettlementService:
             await session.scalars(select(DisputeRow.record_id).where(DisputeRow.state == "open"))
         )  # one id per open dispute: small
         last_id, done = 0, 0
+        pending = _Pending()
         while True:
             rows = (
                 await session.execute(
@@ -464,8 +475,12 @@ class SettlementService:
             ).all()
             if not rows:
                 break
+            pending.lines, pending.settled, pending.events = [], [], []
             for record, check in rows:
-                await self._cdr_line(session, period, open_statements, record, check, record.id in disputed_ids, actor)
+                await self._cdr_line(
+                    session, period, open_statements, record, check, record.id in disputed_ids, actor, pending
+                )
+            await self._write(session, pending)
             last_id = rows[-1][0].id
             done += len(rows)
             session.expunge_all()
@@ -483,6 +498,20 @@ class SettlementService:
             .values(state="closed", closed_at=self._clock.now(), closed_by=actor, netting=_builtins(netting))
         )
 
+    @staticmethod
+    async def _write(session: AsyncSession, pending: _Pending) -> None:
+        if pending.lines:
+            await session.execute(insert(StatementLineRow), pending.lines)
+        if pending.settled:
+            await session.execute(
+                update(ClearingCdrRow)
+                .where(ClearingCdrRow.id.in_(pending.settled))
+                .values(settlement_state="settled")
+                .execution_options(synchronize_session=False)
+            )
+        if pending.events:
+            await session.execute(insert(ClearingEventRow), pending.events)
+
     async def _cdr_line(  # noqa: PLR0917 - one CDR of the close
         self,
         session: AsyncSession,
@@ -492,6 +521,7 @@ class SettlementService:
         check: ClearingPriceCheckRow | None,
         disputed: bool,
         actor: str,
+        pending: _Pending,
     ) -> None:
         end, currency = record.end_date_time, record.currency
         if end is None or currency is None:  # the query leaves these out
@@ -499,10 +529,12 @@ class SettlementService:
         late = end < period.start
         cpo = _party(record.country_code.upper(), record.party_id.upper())
         emsp = _party((record.emsp_country_code or "").upper(), (record.emsp_party_id or "").upper())
-        acc = await self._statement(session, period, open_statements, cpo, emsp, currency.upper())
-        included, why = await self._eligibility(session, record, acc.terms, disputed, actor)
+        if (cpo, emsp) not in pending.terms:
+            pending.terms[cpo, emsp] = await self.terms_for(session, cpo, emsp, period.start)
+        included, why = await self._eligibility(session, record, pending.terms[cpo, emsp][1], disputed, actor)
         if not included and late:
             return  # listed in its own period already; it settles when it becomes eligible
+        acc = await self._statement(session, period, open_statements, cpo, emsp, currency.upper())
         terms = acc.terms
         stated_excl = record.total_cost_excl_vat or _ZERO
         stated_incl = record.total_cost_incl_vat if record.total_cost_incl_vat is not None else stated_excl
@@ -534,12 +566,11 @@ class SettlementService:
         acc.digest({"kind": "cdr", "key": [cpo, record.cdr_id], "included": included, "why": why,
                     **{k: v for k, v in details.items() if k not in ("start_date_time", "end_date_time")},
                     "amount_excl_vat": amount_excl, "amount_incl_vat": amount_incl})  # fmt: skip
-        await session.execute(
-            insert(StatementLineRow),
-            [{"statement_id": acc.statement_id, "position": acc.next_position(), "kind": "cdr",
-              "record_id": record.id, "included": included, "note": why + (", late" if late else ""), "payer": None,
-              "quantity": energy, "amount_excl_vat": amount_excl if included else _ZERO,
-              "amount_incl_vat": amount_incl if included else _ZERO, "details": _builtins(details)}],
+        pending.lines.append(
+            {"statement_id": acc.statement_id, "position": acc.next_position(), "kind": "cdr",
+             "record_id": record.id, "included": included, "note": why + (", late" if late else ""), "payer": None,
+             "quantity": energy, "amount_excl_vat": amount_excl if included else _ZERO,
+             "amount_incl_vat": amount_incl if included else _ZERO, "details": _builtins(details)}
         )  # fmt: skip
         if not included:
             acc.excluded_count += 1
@@ -549,13 +580,12 @@ class SettlementService:
         acc.energy += energy
         acc.excl += amount_excl
         acc.incl += amount_incl
-        await session.execute(
-            update(ClearingCdrRow).where(ClearingCdrRow.id == record.id).values(settlement_state="settled")
-        )
-        await self._event(
-            session, record.id, "settlement", "unsettled", "settled", actor,
-            f"settled in period {period.label}" + (" (late)" if late else ""),
-            {"period": period.label, "statement_id": acc.statement_id},
+        pending.settled.append(record.id)
+        pending.events.append(
+            {"record_id": record.id, "at": self._clock.now(), "dimension": "settlement", "from_state": "unsettled",
+             "to_state": "settled", "actor": actor,
+             "reason": f"settled in period {period.label}" + (" (late)" if late else ""),
+             "details": {"period": period.label, "statement_id": acc.statement_id}}
         )  # fmt: skip
 
     async def _adjustments(

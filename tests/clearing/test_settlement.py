@@ -212,6 +212,8 @@ async def test_late_cdr_goes_to_the_next_period_and_pending_ones_wait_for_the_wi
         ("settlement", "unsettled", "settled"),
     ]
     assert "approval window of 10 days" in events[0].reason
+    # The declined D1 stays unsettled but is not listed again: a period with nothing else has no statement.
+    assert (await settlement.close_period(sessions, "2026-03")).statements == {}
 
 
 async def test_periods_close_in_order(
