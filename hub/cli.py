@@ -19,13 +19,20 @@ from rich.console import Console
 from rich.table import Table
 
 from clearing.cli import intake_commands, price_command
-from hub.admin.service import ensure_admin_key_once
+from hub.admin import actions
+from hub.admin.service import (
+    CLI_ACTOR,
+    OperatorKeyError,
+    audit_as_dict,
+    ensure_admin_key_once,
+    list_audit,
+    list_operator_keys,
+    operator_key_as_dict,
+)
 from hub.agreements.service import (
     AgreementError,
     PartyRef,
-    add_agreement,
     agreement_as_dict,
-    end_agreement,
     list_agreements,
 )
 from hub.parties.service import RegistryError, platform_as_dict
@@ -57,7 +64,7 @@ def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except RegistryError as exc:
+    except (RegistryError, OperatorKeyError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot reach the database: {exc}") from exc
@@ -193,6 +200,147 @@ def parties_list(as_json: bool) -> None:
     Console(file=sys.stdout).print(table)
 
 
+def _party_action(action: actions.PartyAction, platform_id: int, as_json: bool, done: str) -> None:
+    async def work(rt: Runtime) -> dict[str, Any]:
+        return await actions.party_action(rt, CLI_ACTOR, action, platform_id)
+
+    result = _run(work)
+    if as_json:
+        _print_json(result)
+        return
+    click.echo(
+        f"platform {result['id']} ({result['name']}) {done}: status {result['status']},"
+        f" connection {result['connection_status']}"
+    )
+    if action == "delete" and not result.get("platform_notified"):
+        click.echo("the platform did not confirm the credentials DELETE (it may no longer be reachable)", err=True)
+
+
+_ID = click.option("--id", "platform_id", type=int, required=True, help="The platform id (see `parties list`).")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@parties.command("suspend")
+@_ID
+@_JSON
+def parties_suspend(platform_id: int, as_json: bool) -> None:
+    """Suspend a platform: its token stops working and its parties are announced SUSPENDED (undo: activate)."""
+    _party_action("suspend", platform_id, as_json, "suspended")
+
+
+@parties.command("activate")
+@_ID
+@_JSON
+def parties_activate(platform_id: int, as_json: bool) -> None:
+    """Activate a suspended platform again."""
+    _party_action("activate", platform_id, as_json, "activated")
+
+
+@parties.command("delete")
+@_ID
+@_JSON
+def parties_delete(platform_id: int, as_json: bool) -> None:
+    """Unregister a platform for good (credentials DELETE at the platform, best effort)."""
+    _party_action("delete", platform_id, as_json, "deleted")
+
+
+@parties.command("rotate")
+@_ID
+@_JSON
+def parties_rotate(platform_id: int, as_json: bool) -> None:
+    """Renew the credentials with a platform: new tokens both ways (the hub must be serving)."""
+    _party_action("rotate", platform_id, as_json, "has new credentials")
+
+
+@main.group()
+def operators() -> None:
+    """Operator API keys for the admin API (roles admin, finance, viewer)."""
+
+
+@operators.command("add")
+@click.option("--name", required=True, help="Who or what uses the key.")
+@click.option("--role", required=True, type=click.Choice(["admin", "finance", "viewer"]))
+@_JSON
+def operators_add(name: str, role: str, as_json: bool) -> None:
+    """Create a key; the key is printed this once (only its hash is kept)."""
+
+    async def work(rt: Runtime) -> tuple[dict[str, object], str]:
+        return await actions.operator_add(rt, CLI_ACTOR, name=name, role=role)
+
+    result, plain = _run(work)
+    if as_json:
+        _print_json({**result, "key": plain})
+        return
+    click.echo(f"operator key {result['id']} ({result['name']}, {result['role']}): {plain}")
+    click.echo("the key is shown only now: keep it", err=True)
+
+
+@operators.command("list")
+@_JSON
+def operators_list(as_json: bool) -> None:
+    """List the operator keys (never the keys themselves)."""
+
+    async def work(rt: Runtime) -> list[dict[str, object]]:
+        async with rt.sessions() as session:
+            return [operator_key_as_dict(k) for k in await list_operator_keys(session)]
+
+    rows = _run(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Operator keys")
+    for column in ("id", "name", "role", "created_at", "revoked_at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c] or "-") for c in ("id", "name", "role", "created_at", "revoked_at")))
+    Console(file=sys.stdout).print(table)
+
+
+@operators.command("revoke")
+@click.option("--id", "key_id", type=int, required=True, help="The key id (see `operators list`).")
+@_JSON
+def operators_revoke(key_id: int, as_json: bool) -> None:
+    """Revoke a key for good."""
+
+    async def work(rt: Runtime) -> dict[str, object]:
+        return await actions.operator_revoke(rt, CLI_ACTOR, key_id)
+
+    result = _run(work)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(f"operator key {result['id']} ({result['name']}) revoked")
+
+
+@main.group()
+def audit() -> None:
+    """The append-only log of operator changes (admin API and CLI)."""
+
+
+@audit.command("list")
+@click.option("--target", default=None, help="e.g. platform:3 (exact) or platform:* (prefix).")
+@click.option("--since", type=click.DateTime(), default=None, help="UTC time of the oldest entry to show.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_JSON
+def audit_list(target: str | None, since: datetime | None, limit: int, as_json: bool) -> None:
+    """List audit entries, newest first."""
+
+    async def work(rt: Runtime) -> list[dict[str, object]]:
+        async with rt.sessions() as session:
+            return [audit_as_dict(e) for e in await list_audit(session, target=target, since=_utc(since), limit=limit)]
+
+    rows = _run(work)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="Audit log")
+    for column in ("id", "at", "actor", "action", "target", "request id"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c] or "-") for c in ("id", "at", "actor", "action", "target", "request_id")))
+    Console(file=sys.stdout).print(table)
+
+
 @main.group()
 def agreements() -> None:
     """Roaming agreements between a CPO party and an eMSP party (used when HUB_ROAMING_POLICY=agreements)."""
@@ -217,20 +365,11 @@ def agreements_add(cpo: str, emsp: str, valid_from: datetime | None, valid_to: d
 
     async def work(rt: Runtime) -> dict[str, object]:
         try:
-            async with rt.sessions.begin() as session:
-                agreement = await add_agreement(
-                    session,
-                    cpo_ref,
-                    emsp_ref,
-                    now=rt.clock.now(),
-                    valid_from=_utc(valid_from),
-                    valid_to=_utc(valid_to),
-                )
-                result = agreement_as_dict(agreement)
+            return await actions.agreement_add(
+                rt, CLI_ACTOR, cpo_ref, emsp_ref, valid_from=_utc(valid_from), valid_to=_utc(valid_to)
+            )
         except AgreementError as exc:
             raise RegistryError(str(exc)) from exc
-        await rt.agreements_changed(_key(cpo_ref), _key(emsp_ref))
-        return result
 
     result = _run(work)
     if as_json:
@@ -247,11 +386,7 @@ def agreements_end(cpo: str, emsp: str) -> None:
     cpo_ref, emsp_ref = _party_ref(cpo), _party_ref(emsp)
 
     async def work(rt: Runtime) -> bool:
-        async with rt.sessions.begin() as session:
-            ended = await end_agreement(session, cpo_ref, emsp_ref, now=rt.clock.now())
-        if ended:
-            await rt.agreements_changed(_key(cpo_ref), _key(emsp_ref))
-        return ended
+        return await actions.agreement_end(rt, CLI_ACTOR, cpo_ref, emsp_ref)
 
     if not _run(work):
         raise click.ClickException(f"no active agreement between {cpo_ref} and {emsp_ref}")
@@ -282,10 +417,6 @@ def agreements_list(as_json: bool) -> None:
             )
         )
     Console(file=sys.stdout).print(table)
-
-
-def _key(ref: PartyRef) -> tuple[str, str]:
-    return (ref.country_code, ref.party_id)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -341,8 +472,7 @@ def deliveries_retry(ids: tuple[int, ...], platform_id: int | None, retry_all: b
         raise click.UsageError("say which: --id N, --platform P or --all")
 
     async def work(rt: Runtime) -> int:
-        async with rt.sessions.begin() as session:
-            return await outbox.redeliver(session, ids=list(ids) or None, platform_id=platform_id)
+        return await actions.deliveries_retry(rt, CLI_ACTOR, ids=list(ids) or None, platform_id=platform_id)
 
     click.echo(f"{_run(work)} failed push(es) queued again")
 
