@@ -44,7 +44,14 @@ from clearing.intake import (
     run_sync,
 )
 from clearing.pricing import InputError, PricingError, Tariff, decode_cdr, decode_tariffs, price_cdr
-from clearing.settlement.exports import EXPORT_SCHEMA_VERSION, ReconcileError, read_party_csv, reconcile, write_csv
+from clearing.settlement.exports import (
+    EXPORT_SCHEMA_VERSION,
+    ReconcileError,
+    read_party_csv,
+    reconcile,
+    write_csv,
+    write_xlsx,
+)
 from clearing.settlement.netting import NettingError
 from clearing.settlement.service import (
     CloseResult,
@@ -507,21 +514,24 @@ def statement_command(period: str, party: str | None, as_json: bool) -> None:
 
 @click.command("export")
 @_PERIOD
-@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True)
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--party", default=None, help="Only statements where this CC/PID is the CPO or the eMSP.")
 def export_command(period: str, fmt: str, out_file: Path, party: str | None) -> None:
-    """Write a period's statements and their lines to FILE.
+    """Write a period's statements and their lines to FILE as CSV or XLSX (one sheet, same columns).
 
-    CSV schema version 1, one row per statement (kind=statement, totals) then one per line (kind=cdr, adjustment or
+    Schema version 1, one row per statement (kind=statement, totals) then one per line (kind=cdr, adjustment or
     fee), columns: schema_version, period, statement_id, cpo, emsp, currency, kind, position, included, note, cdr_id,
     session_id, start_date_time, end_date_time, energy_kwh, stated_excl_vat, stated_incl_vat, recomputed_excl_vat,
     recomputed_incl_vat, verification, payer, quantity, amount_excl_vat, amount_incl_vat, cdr_count, fees_cpo,
     fees_emsp, payable, engine_version, input_hash.
     """
     statements = _load_statements(period, _party_option(party))
-    with out_file.open("w", newline="", encoding="utf-8") as handle:
-        rows = write_csv(statements, handle)
+    if fmt == "xlsx":
+        rows = write_xlsx(statements, out_file)
+    else:
+        with out_file.open("w", newline="", encoding="utf-8") as handle:
+            rows = write_csv(statements, handle)
     click.echo(f"wrote {rows} rows ({fmt}, schema {EXPORT_SCHEMA_VERSION}) to {out_file}", err=True)
 
 

@@ -1,8 +1,9 @@
-"""Statement exports (CSV, schema `EXPORT_SCHEMA_VERSION`) and reconciliation of a party's own records (ADR 0208).
+"""Statement exports (CSV and XLSX, schema `EXPORT_SCHEMA_VERSION`) and reconciliation of a party's records (ADR 0208).
 
 The export has one row per statement (``kind`` = ``statement``, with the totals) followed by its lines (``cdr``,
-``adjustment``, ``fee``), all with the columns of `EXPORT_COLUMNS`; amounts are plain decimal strings, dates ISO
-8601 UTC, empty cells where a column does not apply.
+``adjustment``, ``fee``), all with the columns of `EXPORT_COLUMNS`. In CSV amounts are plain decimal strings, dates
+ISO 8601 UTC, empty cells where a column does not apply; XLSX has the same columns on one sheet ("settlement") with
+amounts and counts as numbers.
 
 Reconciliation reads a CSV with at least the columns ``cdr_id`` and ``amount`` (the party's amount incl. VAT for the
 CDR) and sorts every id into matched, missing on our side (``missing_at_hub``), missing on theirs
@@ -16,9 +17,11 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+from openpyxl import Workbook  # type: ignore[import-untyped]
 
 from clearing.settlement.service import StatementReport
 
@@ -32,6 +35,7 @@ __all__ = [
     "read_party_csv",
     "reconcile",
     "write_csv",
+    "write_xlsx",
 ]
 
 EXPORT_SCHEMA_VERSION: Final = "1"
@@ -144,6 +148,36 @@ def write_csv(statements: Iterable[StatementReport], out: io.TextIOBase | Any) -
     for row in export_rows(statements):
         writer.writerow(row)
         count += 1
+    return count
+
+
+_NUMBERS: Final = frozenset({
+    "energy_kwh", "stated_excl_vat", "stated_incl_vat", "recomputed_excl_vat", "recomputed_incl_vat", "quantity",
+    "amount_excl_vat", "amount_incl_vat", "fees_cpo", "fees_emsp", "payable",
+})  # fmt: skip
+_INTEGERS: Final = frozenset({"statement_id", "position", "cdr_count"})
+
+
+def _typed(column: str, value: str) -> Any:
+    if value == "":
+        return None
+    if column in _NUMBERS:
+        return Decimal(value)
+    if column in _INTEGERS:
+        return int(value)
+    return value
+
+
+def write_xlsx(statements: Iterable[StatementReport], path: Path) -> int:
+    """Write the export as an XLSX workbook (one sheet, "settlement", streamed); return the number of data rows."""
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("settlement")
+    sheet.append(list(EXPORT_COLUMNS))
+    count = 0
+    for row in export_rows(statements):
+        sheet.append([_typed(column, row[column]) for column in EXPORT_COLUMNS])
+        count += 1
+    workbook.save(path)
     return count
 
 

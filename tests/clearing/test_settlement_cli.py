@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+from openpyxl import load_workbook  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from clearing.intake import ClearingService
@@ -68,6 +69,18 @@ async def test_terms_close_statement_export_reconcile_and_disputes(
         ("statement", "", "6.00"),
         ("cdr", "A1", "4.00"),
         ("cdr", "A2", "2.00"),
+    ]
+    book = tmp_path / "jan.xlsx"
+    as_xlsx = await invoke_async("export", "--period", "2026-01", "--format", "xlsx", "--out", str(book), url=url)
+    assert as_xlsx.exit_code == 0, as_xlsx.output
+    sheet = load_workbook(book, read_only=True)["settlement"]
+    cells = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert tuple(cells[0]) == EXPORT_COLUMNS
+    amount = EXPORT_COLUMNS.index("amount_incl_vat")
+    assert [(row[6], row[10], row[amount]) for row in cells[1:4]] == [
+        ("statement", None, 6),
+        ("cdr", "A1", 4),
+        ("cdr", "A2", 2),
     ]
     theirs = tmp_path / "theirs.csv"
     theirs.write_text("cdr_id,amount\nA1,4.00\nA2,2.10\nA9,3.00\n")
