@@ -37,6 +37,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 MAX_BODY = 8 * 1024 * 1024
 HUB_URLS = "/ocpi/2.2.1/hub/"
 CLIENTINFO_URL = "/ocpi/2.2.1/hubclientinfo"
+ROUTED_PREFIXES = ("/ocpi/2.2.1/sender/", "/ocpi/2.2.1/receiver/", HUB_URLS)
 CLIENTINFO_LIMIT = 1000
 
 
@@ -98,7 +99,8 @@ class RoutingApp:
 
     @staticmethod
     def handles(path: str) -> bool:
-        return paths.parse(path) is not None or path.startswith(HUB_URLS) or path == CLIENTINFO_URL
+        # A prefix test only: the full parse happens once, in __call__ (it answers 404 for an unknown module).
+        return path.startswith(ROUTED_PREFIXES) or path == CLIENTINFO_URL
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -113,6 +115,13 @@ class RoutingApp:
         size_in = 0
         relayed = False  # True: the reply is an answer that came back (from a receiver or the hub's store)
         try:
+            module_path: paths.ModulePath | None = None
+            if path != CLIENTINFO_URL and not path.startswith(HUB_URLS):
+                raw_path = scope.get("raw_path")
+                module_path = paths.parse(raw_path.decode("latin-1"), encoded=True) if raw_path else paths.parse(path)
+                if module_path is None:
+                    # An unknown URL is 404 whoever asks (transport §HTTP status), before any token is looked at.
+                    raise OcpiError(OcpiStatus.CLIENT_ERROR, f"no such endpoint: {path}", http_status=404)
             caller = await self._table.authenticate(headers.get("authorization"))
             if caller is None:
                 # transport §authorization: unknown token → 401. A token A opens only versions and credentials.
@@ -126,9 +135,7 @@ class RoutingApp:
             elif path.startswith(HUB_URLS):
                 reply = await self._hub_url(method, path, body, caller, correlation_id)
             else:
-                raw_path = scope.get("raw_path")
-                module_path = paths.parse(raw_path.decode("latin-1"), encoded=True) if raw_path else paths.parse(path)
-                if module_path is None:
+                if module_path is None:  # parsed above; keeps `reply` bound on every path
                     raise OcpiError(OcpiStatus.CLIENT_ERROR, f"no such endpoint: {path}", http_status=404)
                 inbound = Inbound(method, module_path, query, headers, body, caller, correlation_id)
                 reply = await self._router.handle(inbound)
