@@ -15,7 +15,8 @@
    independent of the order and the moment of the close;
 4. the period's netting is computed and checked (`clearing.settlement.netting`) and the period becomes ``closed``.
 
-A crash during step 2-4 rolls the whole close back and leaves ``closing``; running it again redoes it.
+A crash during step 2-4 rolls the whole close back and leaves ``closing``; running it again redoes it. Step 2 starts
+by locking the period row, so a concurrent close of the same period waits and then finds it closed.
 """
 
 from __future__ import annotations
@@ -327,9 +328,15 @@ class SettlementService:
             )
             if earlier is not None:
                 raise PeriodError(f"close period {earlier} first: periods close in order")
-            await session.execute(
-                update(PeriodRow).where(PeriodRow.id == period.id).values(state="closing", closed_by=actor)
+            # Conditional, so a close that finished meanwhile is not reopened (the WHERE is re-read after a wait).
+            moved = await session.execute(
+                update(PeriodRow)
+                .where(PeriodRow.id == period.id, PeriodRow.state != "closed")
+                .values(state="closing", closed_by=actor)
+                .execution_options(synchronize_session=False)
             )
+            if getattr(moved, "rowcount", 1) == 0:
+                return None
             return _Period(period.id, period.label, period.start, period.end)
 
     async def close_period(
@@ -346,6 +353,10 @@ class SettlementService:
             async with sessions() as session:
                 return await self._result(session, label, already_closed=True)
         async with sessions() as session, session.begin():
+            # A concurrent close of the same period waits here for the first and then finds it closed.
+            state = await session.scalar(select(PeriodRow.state).where(PeriodRow.id == period.id).with_for_update())
+            if state == "closed":
+                return await self._result(session, label, already_closed=True)
             await self._close(session, period, actor, progress)
         async with sessions() as session:
             return await self._result(session, label, already_closed=False)

@@ -3,6 +3,7 @@ reconciliation, on PostgreSQL and SQLite (the ``sessions`` fixture of ``tests/cl
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -162,6 +163,27 @@ async def test_a_crashed_close_is_redone_and_the_hash_follows_the_inputs(
     # Same amounts, other CPO: the pair is an input, so the hashes differ.
     assert result.statements["NL/CPO|DE/MSP|EUR"] != result.statements["NL/CP2|DE/MSP|EUR"]
     assert len(set(result.statements.values())) == 2
+
+
+async def test_concurrent_closes_of_one_period_close_it_once(
+    sessions: async_sessionmaker[AsyncSession], db: AsyncSession, service: ClearingService, clock: FixedClock
+) -> None:
+    if db.bind.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers; the row lock is PostgreSQL's")
+    await take_in(db, service, *(make(f"A{i}", "1.00") for i in range(6)))
+    await approve(db, service, *(f"A{i}" for i in range(6)))
+    async with sessions() as session, session.begin():
+        await SettlementService(clock).ensure_period(session, "2026-01")
+    first, second = await asyncio.gather(
+        SettlementService(clock, batch_size=1).close_period(sessions, "2026-01"),
+        SettlementService(clock, batch_size=1).close_period(sessions, "2026-01"),
+    )
+    assert first.statements == second.statements
+    assert sorted([first.already_closed, second.already_closed]) == [False, True]
+    assert (first.state, second.state) == ("closed", "closed")
+    assert first.netting == second.netting
+    assert D(first.netting["multilateral"]["EUR"]["NL/CPO"]) == D(6)
+    assert await db.scalar(select(func.count()).select_from(StatementLineRow)) == 6
 
 
 async def test_late_cdr_goes_to_the_next_period_and_pending_ones_wait_for_the_window(
