@@ -64,6 +64,7 @@ ENGINE_VERSION: Final = "settlement/1"
 DEFAULT_BATCH_SIZE: Final = 500
 _ZERO: Final = Decimal(0)
 _CANONICAL: Final = msgspec.json.Encoder(decimal_format="string", order="sorted")
+_MODULUS: Final = 2**512
 _DISPUTE_OUTCOMES: Final = {"credit": "credited", "adjustment": "adjusted", "rejection": "rejected"}
 
 
@@ -182,7 +183,11 @@ class _Pending:
 
 @dataclass(slots=True)
 class _Accumulator:
-    """One statement while its period closes: running totals and the digests of its lines."""
+    """One statement while its period closes: running totals and the multiset digest of its lines.
+
+    The line digests are added up modulo 2**512 (SHA-512 of each line's canonical inputs), so the digest is the same
+    in any order and memory stays constant however many lines the statement has.
+    """
 
     statement_id: int
     terms_id: int | None
@@ -196,14 +201,17 @@ class _Accumulator:
     incl: Decimal = _ZERO
     adjustments: Decimal = _ZERO
     fees: dict[str, Decimal] = field(default_factory=lambda: {"cpo": _ZERO, "emsp": _ZERO})
-    digests: list[bytes] = field(default_factory=list)
+    digest_sum: int = 0
+    line_count: int = 0
 
     def next_position(self) -> int:
         self.position += 1
         return self.position
 
     def digest(self, value: Any) -> None:
-        self.digests.append(hashlib.sha256(_CANONICAL.encode(value)).digest())
+        line = int.from_bytes(hashlib.sha512(_CANONICAL.encode(value)).digest(), "big")
+        self.digest_sum = (self.digest_sum + line) % _MODULUS
+        self.line_count += 1
 
 
 def _outcome(check: ClearingPriceCheckRow | None, tolerance: Decimal | None) -> str | None:
@@ -658,8 +666,8 @@ class SettlementService:
         header = {"engine_version": ENGINE_VERSION, "period": [period.label, period.start, period.end],
                   "cpo": cpo, "emsp": emsp, "currency": currency, "terms": terms}  # fmt: skip
         digest = hashlib.sha256(_CANONICAL.encode(_builtins(header)))
-        for line in sorted(acc.digests):
-            digest.update(line)
+        digest.update(acc.digest_sum.to_bytes(64, "big"))
+        digest.update(acc.line_count.to_bytes(8, "big"))
         payable = acc.incl + acc.adjustments
         await session.execute(
             update(StatementRow)

@@ -17,7 +17,7 @@ from clearing.intake import ClearingService, IntakeItem
 from clearing.models import ClearingCdrRow, ClearingEventRow
 from clearing.settlement.exports import EXPORT_COLUMNS, read_party_csv, reconcile, write_csv
 from clearing.settlement.models import PeriodRow, StatementLineRow
-from clearing.settlement.service import ENGINE_VERSION, PeriodError, SettlementService, StatementReport
+from clearing.settlement.service import ENGINE_VERSION, PeriodError, SettlementService, StatementReport, _Accumulator
 from clearing.settlement.terms import FeeRule, Terms, TermsError, round_amount
 from hub.platform.clock import FixedClock
 from tests.clearing.samples import cdr, cdr_token, credit_of, dump, price
@@ -455,3 +455,17 @@ async def test_csv_export_columns_and_values_and_reconciliation(
     assert result.missing_at_hub == ["Z9"]
     assert result.missing_at_counterparty == ["E3"]
     assert result.duplicates == ["Z9"]
+
+
+def test_the_line_digest_ignores_order_and_follows_every_input() -> None:
+    terms = Terms(cpo="NL/CPO", emsp="DE/MSP", valid_from=JAN, currency="EUR")
+    lines = [{"kind": "cdr", "key": ["NL/CPO", f"C{i}"], "amount": D(i)} for i in range(4)]
+    forward, backward, changed = (_Accumulator(1, None, terms) for _ in range(3))
+    for line in lines:
+        forward.digest(line)
+    for line in reversed(lines):
+        backward.digest(line)
+    for line in [*lines[:3], {**lines[3], "amount": D("3.01")}]:
+        changed.digest(line)
+    assert (forward.digest_sum, forward.line_count) == (backward.digest_sum, backward.line_count)
+    assert changed.digest_sum != forward.digest_sum
