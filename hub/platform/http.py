@@ -85,7 +85,10 @@ class PartnerClient:
                 payload = await response.read()
                 return HttpResult(
                     # The case-insensitive multidict as aiohttp made it: no copy on the routing hot path.
-                    status=response.status, headers=response.headers, body=payload, request_id=request_id
+                    status=response.status,
+                    headers=response.headers,
+                    body=payload,
+                    request_id=request_id,
                 )
         except TimeoutError as exc:
             raise PartnerCallError(f"{method} {url} timed out after {client_timeout.total} s", timed_out=True) from exc
