@@ -41,6 +41,7 @@ from hub.settings import Settings
 from routing.delivery import (
     DELIVER_JOB,
     DELIVERER_KEY,
+    RELAY_WAKE_KEY,
     AttemptRecord,
     Deliverer,
     DeliveryHooks,
@@ -205,6 +206,11 @@ def build_background(
     if settings.redis_url is None:
         policy = policy or delivery_policy(settings)
         context = job_context(runtime, policy=policy, hooks=hooks or delivery_hooks(runtime))
+
+        def wake() -> None:  # a finished delivery makes the next one of its unit due (the queue copies ctx)
+            background.notify()
+
+        context[RELAY_WAKE_KEY] = wake
         queue = InProcessJobQueue(job_registry(policy), context, concurrency=concurrency)
         background = Background(queue, OutboxRelay(runtime.sessions, queue, _WALL_CLOCK, relay_settings))
     else:
@@ -241,6 +247,7 @@ def worker_settings(
         ctx.update(job_context(runtime, policy=policy, hooks=hooks or delivery_hooks(runtime)))
         queue = ArqJobQueue(ctx["redis"])
         relay = OutboxRelay(runtime.sessions, queue, _WALL_CLOCK, relay_settings)
+        ctx[RELAY_WAKE_KEY] = relay.notify  # a finished delivery makes the next one of its unit due
         install_wakeup(runtime.sessions, relay.notify)
         relay.start()
         ctx["hub.relay"] = relay

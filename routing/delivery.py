@@ -426,6 +426,16 @@ def _deliverer(ctx: Mapping[str, Any]) -> Deliverer:
     return deliverer
 
 
+RELAY_WAKE_KEY = "routing.relay_wake"
+
+
 async def deliver(ctx: Mapping[str, Any], outbox_id: int) -> str:
     """The ``routing.deliver`` job: one attempt at one outbox message. Safe to run any number of times."""
-    return (await _deliverer(ctx).deliver(outbox_id)).value
+    outcome = await _deliverer(ctx).deliver(outbox_id)
+    if outcome in (Outcome.DELIVERED, Outcome.FAILED):
+        # The next message of the same (receiver, object) is due now, not at the relay's next poll: without this a
+        # burst of status PATCHes to one EVSE reached each receiver one poll interval apart (make bench fan-out).
+        wake = ctx.get(RELAY_WAKE_KEY)
+        if wake is not None:
+            wake()
+    return outcome.value
