@@ -192,13 +192,23 @@ class ClientInfoService:
                 await session.execute(
                     select(Party, Platform.connection_status, Platform.status, Platform.status_changed_at)
                     .join(Platform, Party.platform_id == Platform.id)
-                    .where(Platform.status.in_([RegistrationStatus.REGISTERED, RegistrationStatus.UNREGISTERED]))
+                    .where(
+                        Platform.status.in_(
+                            [
+                                RegistrationStatus.REGISTERED,
+                                RegistrationStatus.SUSPENDED,
+                                RegistrationStatus.UNREGISTERED,
+                            ]
+                        )
+                    )
                     .order_by(Party.id)
                 )
             ).all()
         items: list[ClientInfo] = []
         for party, connection, registration, changed in rows:
-            status = ConnectionStatus.SUSPENDED if registration == RegistrationStatus.UNREGISTERED else connection
+            # Deleted or suspended by an operator: gone for the others (mod_hub_client_info §ConnectionStatus).
+            gone = registration in (RegistrationStatus.UNREGISTERED, RegistrationStatus.SUSPENDED)
+            status = ConnectionStatus.SUSPENDED if gone else connection
             if viewer is not None:
                 status = self._visible_status(status, viewer, (party.country_code, party.party_id))
             stamp = changed or datetime(1970, 1, 1, tzinfo=UTC)

@@ -16,6 +16,7 @@ class RegistrationStatus(enum.StrEnum):
     CONNECTING = "CONNECTING"  # the hub is registering with the platform (outbound handshake under way)
     REGISTERED = "REGISTERED"  # token C (inbound) and token B (outbound) are in place
     UNREGISTERED = "UNREGISTERED"  # credentials deleted by either side; every token is dead
+    SUSPENDED = "SUSPENDED"  # an operator suspended it: its token is refused, its parties stay reserved to it
 
 
 class Direction(enum.StrEnum):

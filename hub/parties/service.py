@@ -53,7 +53,6 @@ class PlatformNotFoundError(RegistryError):
 
 # The registration status of a platform an operator suspended (beside RegistrationStatus): its tokens open nothing
 # and routing skips it, but its parties stay reserved to it until it is activated again or deleted.
-SUSPENDED = "SUSPENDED"
 
 
 def _credentials_url(platform: Platform) -> str | None:
@@ -276,7 +275,7 @@ class PartyRegistry:
         await self._set_operator_status(
             platform_id,
             expect=RegistrationStatus.REGISTERED,
-            status=SUSPENDED,
+            status=RegistrationStatus.SUSPENDED,
             connection=ConnectionStatus.SUSPENDED,
             refusal="only a REGISTERED platform can be suspended",
         )
@@ -287,7 +286,7 @@ class PartyRegistry:
         """Undo ``suspend``: the platform's token works again and its parties are announced CONNECTED."""
         await self._set_operator_status(
             platform_id,
-            expect=SUSPENDED,
+            expect=RegistrationStatus.SUSPENDED,
             status=RegistrationStatus.REGISTERED,
             connection=ConnectionStatus.CONNECTED,
             refusal="only a SUSPENDED platform can be activated",

@@ -69,6 +69,9 @@ async def test_suspend_then_activate(hub: HubServer, invite: Invite) -> None:
         assert (await cpo.request("GET", "hubclientinfo")).status == 401
         assert (await cpo.request("GET", "credentials")).status == 401
         await until(lambda: client_info(emsp, CPA) == "SUSPENDED", what="the eMSP to be told SUSPENDED")
+        # The eMSP's own GET of HubClientInfo lists the suspended CPO as SUSPENDED too (not missing).
+        listed = (await emsp.request("GET", "hubclientinfo")).data
+        assert {(i["country_code"], i["party_id"]): i["status"] for i in listed}[CPA] == "SUSPENDED"
         # Routing dropped it: nothing reaches the CPO any more.
         before = len(cpo.find_received(module="locations"))
         assert await locations_from_emsp(emsp) != 1000
