@@ -206,9 +206,12 @@ class HubStore:
                 date_to=page_request.date_to,
                 offset=page_request.offset,
                 limit=page_request.limit,
+                after_id=page_request.after_id,
             )
         url = f"{self._public_url}/ocpi/2.2.1/sender/{module}/"
-        return page_request.answer(page.items, page.total, url=url, headers=self._from_hub(sender))
+        return page_request.answer(
+            page.items, page.total, url=url, headers=self._from_hub(sender), last_id=page.last_id
+        )
 
     def _from_hub(self, to: PartyKey) -> dict[str, str]:
         return {

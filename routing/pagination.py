@@ -15,6 +15,8 @@ from hub.ocpi.types import parse_datetime
 from hub.platform.web import OcpiError
 from routing.forwarder import Relayed
 
+CURSOR = "after"
+
 
 @dataclass(frozen=True, slots=True)
 class PageRequest:
@@ -24,6 +26,9 @@ class PageRequest:
     cap: int
     date_from: datetime | None
     date_to: datetime | None
+    # Not an OCPI parameter: the hub's own next links carry the last id served, so the next page seeks instead of
+    # skipping `offset` rows. Requests without it (a client computing its own offsets) page by offset as usual.
+    after_id: int | None
 
     @classmethod
     def parse(cls, query: str, *, cap: int) -> PageRequest:
@@ -35,14 +40,26 @@ class PageRequest:
             cap=cap,
             date_from=_date(params, "date_from"),
             date_to=_date(params, "date_to"),
+            after_id=_int(params, CURSOR, 0) if CURSOR in params else None,
         )
 
-    def answer(self, items: list[bytes], total: int, *, url: str, headers: dict[str, str] | None = None) -> Relayed:
+    def answer(
+        self,
+        items: list[bytes],
+        total: int,
+        *,
+        url: str,
+        headers: dict[str, str] | None = None,
+        last_id: int | None = None,
+    ) -> Relayed:
         """The page as an envelope around the stored bytes (never re-encoded), with the pagination headers."""
         out = {"content-type": "application/json", "x-total-count": str(total), "x-limit": str(self.cap)}
         next_offset = self.offset + len(items)
         if items and next_offset < total:
-            query = urlencode({**self.params, "offset": str(next_offset), "limit": str(self.limit)})
+            following = {**self.params, "offset": str(next_offset), "limit": str(self.limit)}
+            if last_id is not None:
+                following[CURSOR] = str(last_id)
+            query = urlencode(following)
             out["link"] = f'<{url}?{query}>; rel="next"'
         data = b"[" + b",".join(items) + b"]"
         body = envelope_bytes(OcpiStatus.SUCCESS, data_json=data, timestamp=datetime.now(UTC))

@@ -184,3 +184,19 @@ async def test_bad_arguments(db: AsyncSession, store: ObjectStore) -> None:
         await store.page(db, "commands", viewer=EVERYONE, limit=10)  # type: ignore[arg-type]
     with pytest.raises(OcpiError, match="negative"):
         await store.page(db, "tokens", viewer=EVERYONE, offset=-1, limit=10)
+
+
+async def test_the_next_page_seeks_past_the_last_id(db: AsyncSession, store: ObjectStore) -> None:
+    """The hub's own next links carry the last id served: the next page starts right after it, even when an earlier
+    object was deleted in between (an OFFSET would then skip one)."""
+    for n in range(1, 6):
+        await store.put_tariff(db, "NL", "CPO", f"T{n}", tariff(f"T{n}"))
+    first = await store.page(db, "tariffs", viewer=EVERYONE, limit=2)
+    assert ids(first.items) == ["T1", "T2"]
+    assert first.last_id is not None
+    await store.delete_tariff(db, "NL", "CPO", "T1")
+    by_id = await store.page(db, "tariffs", viewer=EVERYONE, offset=2, limit=2, after_id=first.last_id)
+    by_offset = await store.page(db, "tariffs", viewer=EVERYONE, offset=2, limit=2)
+    assert ids(by_id.items) == ["T3", "T4"]
+    assert ids(by_offset.items) == ["T4", "T5"]  # what a plain OFFSET gives after the delete: T3 skipped
+    assert by_id.total == 4
