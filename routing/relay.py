@@ -50,6 +50,9 @@ class RelaySettings:
     redispatch_after: float = 15.0
     #: Seconds to wait after a pass failed (database restarting, Redis unreachable) before the next one.
     error_backoff: float = 1.0
+    #: Seconds a woken relay waits for more wake-ups before its pass: every delivery wakes it (the next push of
+    #: that object is due), and a pass per delivery cost more than the deliveries under a fan-out (make bench).
+    gather_wakeups: float = 0.01
 
 
 class OutboxRelay:
@@ -119,8 +122,11 @@ class OutboxRelay:
                 continue
             if enqueued >= self.settings.batch_size:  # a full batch of new work: more is probably waiting
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+            except TimeoutError:
+                continue
+            await asyncio.sleep(self.settings.gather_wakeups)
 
     def start(self) -> None:
         if self._task is None or self._task.done():
