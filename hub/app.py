@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.admin import clearing_routes as admin_clearing_routes
 from hub.admin import controllers as admin_controllers
 from hub.admin.service import ensure_admin_key_once
 from hub.objects.service import ObjectStore
@@ -109,7 +110,14 @@ def create_app(
         }
     )
     return Litestar(
-        route_handlers=[*party_controllers.ROUTES, *admin_controllers.ROUTES, live, ready, metrics],
+        route_handlers=[
+            *party_controllers.ROUTES,
+            *admin_controllers.ROUTES,
+            *admin_clearing_routes.ROUTES,
+            live,
+            ready,
+            metrics,
+        ],
         state=state,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
