@@ -520,6 +520,10 @@ class Router:
                 return await self._reservation_owner(view.reservation_id, req.caller.platform.platform_id)
             if view.location_id:
                 return await self._location_owner(view.location_id, snapshot, sender)
+        if module == "locations" and interface == "SENDER" and method == "GET" and tail:
+            # A single Location (or one of its EVSEs/Connectors) without OCPI-to: its owner is the only permitted
+            # CPO that broadcast that id (hub notes §1.9 item 3: open routing of single-object GETs; §4.8).
+            return await self._location_owner(tail[0], snapshot, sender)
         if module == "chargingprofiles" and interface == "RECEIVER" and tail:
             return await self._session_owner(tail[0], sender)
         if module == "chargingprofiles" and interface == "SENDER" and method == "PUT" and tail:

@@ -387,3 +387,24 @@ async def test_routed_pages_are_proxied_through_hub_links(world: World) -> None:
         assert _from_of(got) == EMB, got.headers
         assert _to_of(got) == CPC, got.headers
         assert got.header("authorization") == _token_auth(world.cpo_b)
+
+
+async def test_a_single_location_get_is_routed_to_its_owner(world: World) -> None:
+    """Open routing of a single-object GET (hub notes §1.9 item 3): the hub knows the location from broadcasts and
+    sends the GET to its CPO with OCPI-to filled in; an id two CPOs use, or one nobody broadcast, is 4001."""
+    await _broadcast(world, world.cpo_a, CPA, "locations/NL/CPA/LOC-A", builders.location("LOC-A", party_id="CPA"))
+    for peer, party in ((world.cpo_a, CPA), (world.cpo_b, CPC)):
+        body = builders.location("SHARED", country_code=party[0], party_id=party[1])
+        await _broadcast(world, peer, party, f"locations/{party[0]}/{party[1]}/SHARED", body)
+    await world.settle()
+    world.cpo_a.put_object(world.cpo_a.module_path("locations", SENDER) + "/LOC-A", {"id": "LOC-A"})
+    world.cpo_a.received.clear()
+
+    answer = await world.call(world.emsp_a, "GET", SENDER, "locations", "loc-a", frm=EMA)
+    assert (answer.status, answer.status_code) == (200, 1000), answer.envelope
+    (forwarded,) = [r for r in world.cpo_a.received if r.module == "locations"]
+    assert forwarded.path.endswith("/loc-a")
+    assert (forwarded.header("ocpi-to-country-code"), forwarded.header("ocpi-to-party-id")) == CPA
+    for unknown in ("SHARED", "NOBODY"):
+        refused = await world.call(world.emsp_a, "GET", SENDER, "locations", unknown, frm=EMA)
+        assert refused.status_code == 4001, unknown
