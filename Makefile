@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint services migrate ci fmt bench
+.PHONY: help install run demo test lint services migrate ci fmt bench
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +24,9 @@ install: $(STAMP) ## Create .venv and install the hub with its development tools
 run: install ## Migrate and serve the hub on the embedded default (SQLite file, in-process jobs)
 	$(BIN)/ocpi-hub db upgrade
 	$(BIN)/ocpi-hub serve
+
+demo: install ## Hub + simulated CPOs/eMSPs in a temporary folder: a day of roaming, then clearing and statements
+	$(BIN)/ocpi-hub demo
 
 services: ## Start (or install) PostgreSQL and Redis for the tests
 	@bash deploy/local/services.sh

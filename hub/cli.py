@@ -485,3 +485,63 @@ def clearing() -> None:
 clearing.add_command(price_command)
 for clearing_command in intake_commands:
     clearing.add_command(clearing_command)
+
+
+@main.command()
+@click.option("--cpos", default=3, show_default=True, type=click.IntRange(1, 9), help="Simulated CPO platforms.")
+@click.option("--emsps", default=3, show_default=True, type=click.IntRange(1, 9), help="Simulated eMSP platforms.")
+@click.option("--sessions", default=30, show_default=True, type=click.IntRange(0, 2000), help="Charging sessions.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Hub port (0: any free).")
+@click.option("--mismatch-every", default=7, show_default=True, type=click.IntRange(0, 1000),
+              help="Every n-th CDR of a CPO states a wrong price (0: never).")  # fmt: skip
+@click.option("--keep-running", is_flag=True, help="Keep the hub and the platforms up until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of tables.")
+def demo(  # noqa: PLR0917 - click passes every option as an argument
+    cpos: int, emsps: int, sessions: int, port: int, mismatch_every: int, keep_running: bool, as_json: bool
+) -> None:
+    """Run the hub with simulated CPOs and eMSPs in a temporary folder: roaming for a day, then clearing."""
+    import tempfile
+    from pathlib import Path
+
+    from hub.sim.report import print_result, summary
+    from hub.sim.world import DemoOptions, DemoResult, prepare, run_demo
+
+    err = Console(stderr=True)
+    options = DemoOptions(cpos=cpos, emsps=emsps, sessions=sessions, port=port, mismatch_every=mismatch_every)
+    with tempfile.TemporaryDirectory(prefix="ocpi-hub-demo-") as folder:
+        try:
+            settings, sock = prepare(Path(folder), port)
+        except OSError as exc:
+            raise click.ClickException(f"cannot start the demo hub: {exc}") from exc
+
+        async def hold(result: DemoResult) -> None:
+            if as_json:
+                _print_json(summary(result))
+            else:
+                print_result(Console(file=sys.stdout), result)
+            err.print(f"Hub running at {result.hub_url} (admin API {result.admin_url}); Ctrl-C to stop.")
+            await asyncio.Event().wait()
+
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=as_json) as bar:
+            tasks: dict[str, Any] = {}
+
+            def advance(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            try:
+                result = asyncio.run(
+                    run_demo(settings, sock, options, progress=advance, keep_running=hold if keep_running else None)
+                )
+            except KeyboardInterrupt:
+                err.print("stopped")
+                return
+    if as_json:
+        _print_json(summary(result))
+    else:
+        print_result(Console(file=sys.stdout), result)
+    if result.sessions_completed == 0 or result.period_state != "closed":
+        raise click.ClickException("the demo did not complete: see the errors above")
