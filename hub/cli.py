@@ -520,7 +520,6 @@ def demo(  # noqa: PLR0917 - click passes every option as an argument
             else:
                 print_result(Console(file=sys.stdout), result)
             err.print(f"Hub running at {result.hub_url} (admin API {result.admin_url}); Ctrl-C to stop.")
-            await asyncio.Event().wait()
 
         from rich.progress import Progress
 
@@ -539,6 +538,9 @@ def demo(  # noqa: PLR0917 - click passes every option as an argument
             except KeyboardInterrupt:
                 err.print("stopped")
                 return
+        if keep_running:  # the results were shown while it ran
+            err.print("stopped")
+            return
     if as_json:
         _print_json(summary(result))
     else:

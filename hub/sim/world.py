@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import secrets
 import socket
@@ -108,7 +109,10 @@ async def run_demo(
     progress: Progress | None = None,
     keep_running: Callable[[DemoResult], Awaitable[None]] | None = None,
 ) -> DemoResult:
-    """Serve the hub, run the simulated world and the clearing; ``keep_running`` is awaited before shutdown."""
+    """Serve the hub, run the simulated world and the clearing.
+
+    With ``keep_running``, it is awaited with the result and everything stays up until the server is stopped (Ctrl-C).
+    """
     began = asyncio.get_running_loop().time()
     report = progress or (lambda _stage, _done, _total: None)
     engine = create_engine(settings.database_url)
@@ -169,7 +173,9 @@ async def run_demo(
         def plan(session_id: str) -> tuple[Decimal, int]:
             if session_id not in plans:
                 kwh = Decimal(rng.randint(300, 4500)) / 100
-                plans[session_id] = (kwh, rng.randint(20, 240))
+                # At 3.7 to 11 kW (below the 22 kW connector), plus some idle minutes at the end.
+                charging = math.ceil(float(kwh) / rng.uniform(3.7, 11.0) * 60)
+                plans[session_id] = (kwh, charging + rng.randint(0, 30))
             return plans[session_id]
 
         for cpo in cpos:
@@ -223,6 +229,8 @@ async def run_demo(
         result.seconds = asyncio.get_running_loop().time() - began
         if keep_running is not None:
             await keep_running(result)
+            # Until the server stops: uvicorn takes Ctrl-C (SIGINT/SIGTERM), shuts down, then raises it again.
+            await task
         return result
     finally:
         for platform in platforms:

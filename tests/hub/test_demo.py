@@ -48,6 +48,8 @@ async def test_demo_registers_roams_and_clears() -> None:
     assert (intake["seen"], intake["accepted"]) == (6, 6)
     assert intake["pricing"].get("mismatch") == cdrs["wrong_price"], "clearing catches exactly the wrong prices"
     assert intake["pricing"].get("within_tolerance") == 6 - cdrs["wrong_price"]
+    # Only a wrong total draws validation findings: the simulated sessions are otherwise plausible.
+    assert intake["validation"].get("ok") == 6 - cdrs["wrong_price"], intake["validation"]
 
     assert summary["period"]["state"] == "closed"
     statements = summary["statements"]
