@@ -18,6 +18,7 @@ from sqlalchemy import Float, Integer, String, Text, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hub.platform.clock import iso_utc
 from hub.platform.db import Base, UtcDateTime
 
 log = structlog.get_logger("routing.messagelog")
@@ -192,7 +193,7 @@ async def search(
 def as_dict(row: MessageLogRow) -> dict[str, object]:
     return {
         "id": row.id,
-        "at": row.at.isoformat().replace("+00:00", "Z"),
+        "at": iso_utc(row.at),
         "direction": row.direction,
         "correlation_id": row.correlation_id,
         "request_id": row.request_id,

@@ -46,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
+from hub.platform.clock import iso_utc
 from hub.platform.db import Base, UtcDateTime
 
 __all__ = [
@@ -308,10 +309,6 @@ def outbox_as_dict(message: OutboxMessage) -> dict[str, object]:
         "attempts": message.attempts,
         "last_error": message.last_error,
         "last_http_status": message.last_http_status,
-        "created_at": _iso(message.created_at),
-        "delivered_at": _iso(message.delivered_at),
+        "created_at": iso_utc(message.created_at),
+        "delivered_at": iso_utc(message.delivered_at),
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.admin.models import AuditEntry, OperatorKey, OperatorRole
-from hub.platform.clock import Clock
+from hub.platform.clock import Clock, iso_utc
 from hub.platform.crypto import hash_token, new_token
 
 
@@ -84,8 +84,8 @@ def operator_key_as_dict(key: OperatorKey) -> dict[str, object]:
         "id": key.id,
         "name": key.name,
         "role": key.role,
-        "created_at": _iso(key.created_at),
-        "revoked_at": _iso(key.revoked_at),
+        "created_at": iso_utc(key.created_at),
+        "revoked_at": iso_utc(key.revoked_at),
         "active": key.revoked_at is None,
     }
 
@@ -173,7 +173,7 @@ async def list_audit(
 def audit_as_dict(entry: AuditEntry) -> dict[str, object]:
     return {
         "id": entry.id,
-        "at": _iso(entry.at),
+        "at": iso_utc(entry.at),
         "operator_key_id": entry.operator_key_id,
         "actor": entry.actor,
         "action": entry.action,
@@ -182,7 +182,3 @@ def audit_as_dict(entry: AuditEntry) -> dict[str, object]:
         "after": None if entry.after is None else json.loads(entry.after),
         "request_id": entry.request_id,
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")

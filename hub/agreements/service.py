@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.agreements.models import RoamingAgreement
 from hub.ocpi.types import ci_key
+from hub.platform.clock import iso_utc
 
 
 class AgreementError(ValueError):
@@ -100,10 +101,6 @@ def agreement_as_dict(agreement: RoamingAgreement) -> dict[str, object]:
         "cpo": f"{agreement.cpo_country_code}/{agreement.cpo_party_id}",
         "emsp": f"{agreement.emsp_country_code}/{agreement.emsp_party_id}",
         "active": agreement.active,
-        "valid_from": _iso(agreement.valid_from),
-        "valid_to": _iso(agreement.valid_to),
+        "valid_from": iso_utc(agreement.valid_from),
+        "valid_to": iso_utc(agreement.valid_to),
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 import msgspec
 import structlog
@@ -34,7 +33,7 @@ from hub.parties.models import (
     RegistrationStatus,
     TokenForm,
 )
-from hub.platform.clock import Clock
+from hub.platform.clock import Clock, iso_utc
 from hub.platform.crypto import TokenCipher, hash_token, new_token
 from hub.platform.http import PartnerCallError, PartnerClient
 from hub.platform.ssrf import UnsafeUrlError, check_url
@@ -611,9 +610,9 @@ def platform_as_dict(platform: Platform) -> dict[str, object]:
         "version": platform.version,
         "versions_url": platform.versions_url,
         "token_form": platform.token_form,
-        "registered_at": _iso(platform.registered_at),
-        "created_at": _iso(platform.created_at),
-        "updated_at": _iso(platform.updated_at),
+        "registered_at": iso_utc(platform.registered_at),
+        "created_at": iso_utc(platform.created_at),
+        "updated_at": iso_utc(platform.updated_at),
         "parties": [
             {
                 "country_code": p.country_code,
@@ -626,7 +625,3 @@ def platform_as_dict(platform: Platform) -> dict[str, object]:
         ],
         "endpoints": [{"identifier": e.identifier, "role": e.role, "url": e.url} for e in platform.endpoints],
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")

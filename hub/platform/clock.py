@@ -26,3 +26,8 @@ class FixedClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """A stored UTC timestamp as operators' JSON shows it (``…Z``, full precision); None stays None."""
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
