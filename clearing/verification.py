@@ -25,6 +25,7 @@ import msgspec
 from clearing.document import ParsedCdr
 from clearing.facts import TariffResolution
 from clearing.pricing import (
+    PRICE_FIELDS,
     Cdr,
     InputError,
     PriceResult,
@@ -59,7 +60,6 @@ _TOTALS: Final = (
     "total_parking_cost",
     "total_reservation_cost",
 )
-_PRICES: Final = tuple(name for name in _TOTALS if name.endswith("cost"))
 _LOCAL_RESTRICTIONS: Final = ("start_time", "end_time", "start_date", "end_date", "day_of_week")
 
 
@@ -117,7 +117,7 @@ def _unpriceable(resolution: TariffResolution, tolerance: Decimal, zone: str | N
 def _by_size(view: Cdr) -> Cdr:
     """The credit CDR with its negative amounts turned positive, to compare with a recomputed (positive) price."""
     changes: dict[str, StatedPrice] = {}
-    for name in _PRICES:
+    for name in PRICE_FIELDS:
         stated: StatedPrice | None = getattr(view, name)
         if stated is not None and stated.excl_vat < 0:
             incl = -stated.incl_vat if stated.incl_vat is not None else None

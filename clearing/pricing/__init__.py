@@ -11,7 +11,7 @@ The rules and the choices the spec leaves open are in docs/adr/0101-tariff-prici
 docs/adr/0102-pricing-precision-and-rounding.md.
 """
 
-from clearing.pricing.compare import TotalDifference, compare_totals
+from clearing.pricing.compare import PRICE_FIELDS, VOLUME_FIELDS, TotalDifference, compare_totals
 from clearing.pricing.engine import PricingError, price_cdr, price_session
 from clearing.pricing.inputs import (
     Cdr,
@@ -34,6 +34,8 @@ from clearing.pricing.inputs import (
 from clearing.pricing.result import LimitAdjustment, Price, PriceLine, PriceResult, PriceWarning, StepAdjustment
 
 __all__ = [
+    "PRICE_FIELDS",
+    "VOLUME_FIELDS",
     "Cdr",
     "CdrDimension",
     "CdrLocation",

@@ -14,9 +14,10 @@ import msgspec
 from clearing.pricing.inputs import Cdr, StatedPrice
 from clearing.pricing.result import ZERO, Price, PriceResult
 
-__all__ = ["TotalDifference", "compare_totals"]
+__all__ = ["PRICE_FIELDS", "VOLUME_FIELDS", "TotalDifference", "compare_totals"]
 
-_PRICES: Final = (
+#: The CDR's Price totals (mod_cdrs §10.3.1), total_cost first; the one list clearing uses for them.
+PRICE_FIELDS: Final = (
     "total_cost",
     "total_fixed_cost",
     "total_energy_cost",
@@ -24,7 +25,8 @@ _PRICES: Final = (
     "total_parking_cost",
     "total_reservation_cost",
 )
-_VOLUMES: Final = ("total_energy", "total_time", "total_parking_time")
+#: The CDR's volume totals (kWh, hours, hours).
+VOLUME_FIELDS: Final = ("total_energy", "total_time", "total_parking_time")
 
 
 class TotalDifference(msgspec.Struct, kw_only=True, frozen=True):
@@ -44,14 +46,14 @@ def compare_totals(result: PriceResult, cdr: Cdr, *, tolerance: Decimal = ZERO) 
         if abs(stated - computed) > tolerance:
             differences.append(TotalDifference(field=name, stated=stated, computed=computed))
 
-    for name in _PRICES:
+    for name in PRICE_FIELDS:
         stated_price: StatedPrice | None = getattr(cdr, name)
         computed_price: Price = getattr(result, name)
         check(f"{name}.excl_vat", stated_price.excl_vat if stated_price else ZERO, computed_price.excl_vat)
         if stated_price is None or stated_price.incl_vat is not None:
             stated_incl = stated_price.incl_vat if stated_price and stated_price.incl_vat is not None else ZERO
             check(f"{name}.incl_vat", stated_incl, computed_price.incl_vat)
-    for name in _VOLUMES:
+    for name in VOLUME_FIELDS:
         stated_volume: Decimal | None = getattr(cdr, name)
         check(name, stated_volume if stated_volume is not None else ZERO, getattr(result, name))
     return differences

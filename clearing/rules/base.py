@@ -14,6 +14,7 @@ import msgspec
 
 from clearing.document import escape_pointer, number
 from clearing.facts import Facts, StoreFacts
+from clearing.pricing import PRICE_FIELDS
 
 __all__ = [
     "RULES",
@@ -140,17 +141,6 @@ def dimensions(doc: Mapping[str, Any]) -> Iterator[tuple[int, int, str, Decimal]
             volume = number(dimension.get("volume"))
             if volume is not None:
                 yield period_index, dimension_index, dimension["type"].upper(), volume
-
-
-#: The CDR's Price fields (mod_cdrs §10.3.1).
-PRICE_FIELDS: Final = (
-    "total_cost",
-    "total_fixed_cost",
-    "total_energy_cost",
-    "total_time_cost",
-    "total_parking_cost",
-    "total_reservation_cost",
-)
 
 
 def price_fields(doc: Mapping[str, Any]) -> Iterator[tuple[str, Decimal | None, Decimal | None]]:

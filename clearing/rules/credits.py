@@ -12,7 +12,8 @@ from typing import Any
 
 from clearing.document import ci_text, key_of, number, text, timestamp
 from clearing.facts import Facts
-from clearing.rules.base import PRICE_FIELDS, Issue, Severity, need_store, rule
+from clearing.pricing import PRICE_FIELDS
+from clearing.rules.base import Issue, Severity, need_store, rule
 
 
 @rule("CDR090", Severity.ERROR, "credit CDR without credit_reference_id", catalogue="CRD-LINK")

@@ -8,7 +8,8 @@ from typing import Any, Final
 
 from clearing.document import number
 from clearing.facts import Facts
-from clearing.rules.base import PRICE_FIELDS, Issue, Severity, price_fields, rule
+from clearing.pricing import PRICE_FIELDS
+from clearing.rules.base import Issue, Severity, price_fields, rule
 
 # ISO 4217 alphabetic codes in use (list one of the ISO 4217 maintenance agency, 2025).
 _ISO_4217_CODES: Final = """
