@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import secrets
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -19,10 +18,6 @@ def new_token() -> str:
 def hash_token(token: str) -> str:
     """A lookup key for an inbound token; the token itself is never stored."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def tokens_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 class TokenCipher:
