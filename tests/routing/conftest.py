@@ -48,8 +48,12 @@ LOCATION_BODY = b'{"country_code":"NL", "party_id":"CPA","id":"LOC1","coordinate
 
 @pytest.fixture(scope="session")
 def redis_url(worker_id: str) -> str:
-    """One Redis database per xdist worker (gw0 -> 1, gw1 -> 2, master -> 1)."""
-    index = int(worker_id.removeprefix("gw")) + 1 if worker_id.startswith("gw") else 1
+    """One Redis database per xdist worker (gw0 -> base, gw1 -> base + 1, master -> base).
+
+    ``HUB_TEST_REDIS_DB`` (default 1) moves the base so two test runs on one machine do not flush each other's data.
+    """
+    base = int(os.environ.get("HUB_TEST_REDIS_DB", "1"))
+    index = base + int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else base
     return f"{REDIS_BASE_URL}/{index}"
 
 
