@@ -48,6 +48,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Seconds between checks for registry/agreement changes made by other processes (without Redis the only way
     # another hub instance learns of them; with Redis a pub/sub signal makes it immediate).
     routing_poll: float = 2.0
+    # Seconds after a settlement period's end before the clearing schedule closes it (late CDRs of its last hours
+    # still arrive); HUB_CLEARING_CLOSE_GRACE, 0 closes at the end itself.
+    clearing_close_grace: float = 86400.0
+    # Seconds between runs of the clearing schedule (intake of stored CDRs, due closes) on the embedded default;
+    # with Redis the workers' cron runs it once a minute. HUB_CLEARING_INTERVAL.
+    clearing_interval: float = 60.0
 
     @property
     def is_embedded(self) -> bool:
@@ -105,6 +111,17 @@ def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
     return seconds
 
 
+def _grace(env: Mapping[str, str], name: str, default: str) -> float:
+    value = env.get(name) or default
+    try:
+        seconds = float(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number of seconds, got {value!r}") from exc
+    if not 0 <= seconds < float("inf"):
+        raise SettingsError(f"{name} must be zero or more seconds, got {value!r}")
+    return seconds
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the environment (or the mapping given, as tests do)."""
     env = os.environ if env is None else env
@@ -143,6 +160,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     authorize_timeout = _seconds(env, "HUB_AUTHORIZE_TIMEOUT", "5")
     liveness_after = _seconds(env, "HUB_LIVENESS_AFTER", "300")
     routing_poll = _seconds(env, "HUB_ROUTING_POLL", "2")
+    clearing_close_grace = _grace(env, "HUB_CLEARING_CLOSE_GRACE", "86400")
+    clearing_interval = _seconds(env, "HUB_CLEARING_INTERVAL", "60")
     return Settings(
         database_url=database_url,
         redis_url=env.get("HUB_REDIS_URL") or None,
@@ -160,4 +179,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         authorize_timeout=authorize_timeout,
         liveness_after=liveness_after,
         routing_poll=routing_poll,
+        clearing_close_grace=clearing_close_grace,
+        clearing_interval=clearing_interval,
     )

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging.config
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from arq.logs import default_log_config
 from arq.worker import run_worker as arq_run_worker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from clearing.schedule import ScheduleResult, run_scheduled
 from hub.parties.models import ConnectionStatus
 from hub.platform.clock import Clock, SystemClock
 from hub.platform.http import PartnerClient
@@ -53,12 +55,15 @@ from routing.outbox import install_wakeup
 from routing.relay import OutboxRelay, RelaySettings
 
 __all__ = [
+    "CLEARING_JOB",
     "Background",
     "build_background",
+    "clearing_schedule",
     "delivery_hooks",
     "delivery_policy",
     "job_context",
     "job_registry",
+    "run_clearing_schedule",
     "run_worker",
     "worker_settings",
 ]
@@ -162,10 +167,18 @@ class Background:
     see `routing.outbox.install_wakeup`).
     """
 
-    def __init__(self, queue: JobQueue, relay: OutboxRelay | None, publisher: ArqJobQueue | None = None) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        relay: OutboxRelay | None,
+        publisher: ArqJobQueue | None = None,
+        *,
+        periodic: tuple[tuple[str, float, Callable[[], Awaitable[object]]], ...] = (),
+    ) -> None:
         self.queue = queue
         self.relay = relay
         self._publisher = publisher
+        self._periodic = periodic
         self._tasks: set[asyncio.Task[None]] = set()
 
     def notify(self) -> None:
@@ -187,6 +200,10 @@ class Background:
     def start(self) -> None:
         if self.relay is not None:
             self.relay.start()
+        for name, interval, work in self._periodic:
+            task = asyncio.get_running_loop().create_task(_every(name, interval, work), name=name)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         if self.relay is not None:
@@ -217,7 +234,10 @@ def build_background(
 
         context[RELAY_WAKE_KEY] = wake
         queue = InProcessJobQueue(job_registry(policy), context, concurrency=concurrency)
-        background = Background(queue, OutboxRelay(runtime.sessions, queue, _WALL_CLOCK, relay_settings))
+        # No worker without Redis: this process runs the clearing schedule on a timer (the workers' cron otherwise).
+        periodic = ((CLEARING_JOB, settings.clearing_interval, lambda: run_clearing_schedule(runtime)),)
+        relay = OutboxRelay(runtime.sessions, queue, _WALL_CLOCK, relay_settings)
+        background = Background(queue, relay, periodic=periodic)
     else:
         publisher = ArqJobQueue.lazy(settings.redis_url)
         background = Background(publisher, None, publisher)
@@ -277,7 +297,12 @@ def worker_settings(
     return {
         "functions": arq_functions(registry),
         # mod_hub_client_info §still alive check: once a minute, cluster-wide (unique), probe the silent platforms.
-        "cron_jobs": [cron(probe_liveness, name=LIVENESS_JOB, second=0, unique=True, timeout=120)],
+        "cron_jobs": [
+            cron(probe_liveness, name=LIVENESS_JOB, second=0, unique=True, timeout=120),
+            # Intake of the stored CDRs and the close of every due period, once a minute and once cluster-wide:
+            # unique here, and a database lock inside (clearing.schedule) for everything else that might close.
+            cron(clearing_schedule, name=CLEARING_JOB, second=30, unique=True, timeout=CLEARING_TIMEOUT),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": redis_settings(settings.redis_url),
@@ -297,6 +322,39 @@ async def probe_liveness(ctx: JobContext) -> int:
     """GET the versions of every platform silent for longer than HUB_LIVENESS_AFTER; returns how many were probed."""
     runtime: Runtime = ctx["runtime"]
     return len(await runtime.clientinfo.probe_silent())
+
+
+CLEARING_JOB = "clearing.schedule"
+#: A close streams a whole period in one transaction; give a big month room (the run is idempotent if cut short).
+CLEARING_TIMEOUT = 3600
+
+
+async def run_clearing_schedule(runtime: Runtime) -> ScheduleResult:
+    """One run of the clearing schedule with the runtime's database, clock and HUB_CLEARING_CLOSE_GRACE."""
+    grace = timedelta(seconds=runtime.settings.clearing_close_grace)
+    return await run_scheduled(runtime.engine, runtime.sessions, runtime.clock, grace=grace)
+
+
+async def clearing_schedule(ctx: JobContext) -> dict[str, Any]:
+    """The worker's cron job: intake of the CDRs the hub stored, then every due period closed (clearing.schedule)."""
+    runtime: Runtime = ctx["runtime"]
+    result = await run_clearing_schedule(runtime)
+    return {
+        "ran": result.ran,
+        "taken_in": result.intake.seen if result.intake else 0,
+        "closed": [closed.period for closed in result.closed],
+        "error": result.error,
+    }
+
+
+async def _every(name: str, interval: float, work: Callable[[], Awaitable[object]]) -> None:
+    """Run ``work`` every ``interval`` seconds until cancelled; a failed run is logged and the next one tries again."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await work()
+        except Exception:
+            log.exception("periodic job failed", job=name)
 
 
 def run_worker(settings: Settings) -> None:

@@ -98,6 +98,8 @@ def hub_settings(database_url: str) -> Settings:
         secret_key="test-secret-key",
         admin_token=ADMIN_TOKEN,
         partner_timeout=2.0,
+        # The embedded clearing schedule stays out of tests that do not ask for it (tests/clearing/test_schedule.py).
+        clearing_interval=3600.0,
     )
 
 
