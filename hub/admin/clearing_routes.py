@@ -1,5 +1,6 @@
-"""The clearing part of the JSON admin API (DESIGN §9): CDR reports, pre-flight checks, periods, statements,
-exports, reconciliation, disputes and commercial decisions under ``/admin/api/clearing/``.
+"""The clearing part of the JSON admin API (DESIGN §9): commercial terms, CDR intake uploads, CDR reports, pre-flight
+checks, periods and their close, statements, CSV and XLSX exports, reconciliation, disputes and commercial decisions
+under ``/admin/api/clearing/`` (ADR 0208, ADR 0210).
 
 Like the CLI (``clearing.cli``) this module sits above clearing and calls the same service methods; it adds only
 HTTP: roles (reads for admin/finance/viewer, writes for admin/finance), status codes and encoding. Amounts stay
@@ -8,8 +9,14 @@ HTTP: roles (reads for admin/finance/viewer, writes for admin/finance), status c
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -17,12 +24,25 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clearing.document import RefusedPayload
-from clearing.intake import ClearingService, UnknownRecordError
-from clearing.settlement.exports import ReconcileError, read_party_csv, reconcile, write_csv
-from clearing.settlement.service import PeriodError, SettlementService, StatementReport
-from clearing.settlement.terms import TermsError, parse_party
+from clearing.intake import (
+    DEFAULT_BATCH_SIZE,
+    ClearingService,
+    IntakeItem,
+    IntakeOutcome,
+    IntakeSummary,
+    UnknownRecordError,
+    iter_file,
+)
+from clearing.schedule import CLOSE_LOCK, ClearingLock
+from clearing.settlement.exports import ReconcileError, read_party_csv, reconcile, write_csv, write_xlsx
+from clearing.settlement.models import PeriodRow, StatementRow, TermsRow
+from clearing.settlement.netting import NettingError
+from clearing.settlement.service import PeriodError, SettlementService, StatementReport, month_bounds
+from clearing.settlement.terms import Terms, TermsError, parse_party
 from clearing.states import StateError
 from hub.admin.controllers import FINANCE_ROLES, READ_ROLES, require_operator
 from hub.admin.service import Operator, record_audit
@@ -58,6 +78,10 @@ def _party(value: str | None) -> str | None:
     return f"{cc}/{pid}"
 
 
+def _pair_party(country_code: str, party_id: str) -> str:
+    return _party(f"{country_code}/{party_id}") or f"{country_code}/{party_id}"
+
+
 def _conflict(exc: Exception) -> ClientException:
     return ClientException(str(exc), status_code=409)
 
@@ -72,14 +96,20 @@ async def _statements(request: Request[Any, Any, State], label: str, party: str 
 
 
 async def _audit(  # noqa: PLR0917 - one audit row
-    request: Request[Any, Any, State], session: Any, operator: Operator, action: str, target: str, after: object
+    request: Request[Any, Any, State],
+    session: Any,
+    operator: Operator,
+    action: str,
+    target: str,
+    after: object,
+    before: object = None,
 ) -> None:
     await record_audit(
         session,
         actor=operator,
         action=action,
         target=target,
-        before=None,
+        before=None if before is None else msgspec.to_builtins(before),
         after=msgspec.to_builtins(after),
         now=_runtime(request).clock.now(),
         request_id=_request_id(request),
@@ -322,7 +352,331 @@ async def resolve_dispute(request: Request[Any, Any, State], *, dispute_id: From
     return _json(report)
 
 
+# --- commercial terms (ADR 0208) -----------------------------------------------------------------------------------
+
+_TERMS_FIELDS: Final = frozenset(Terms.__struct_fields__)
+
+
+def _terms_json(terms_id: int | None, terms: Terms) -> dict[str, Any]:
+    return {"id": terms_id, **msgspec.to_builtins(terms, builtin_types=(Decimal, datetime))}
+
+
+def _decode_terms(raw: bytes) -> Terms:
+    """The body as `Terms`: unknown fields refused, parties and currency normalised, naive times taken as UTC."""
+    try:
+        members = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
+        unknown = sorted(set(members) - _TERMS_FIELDS)
+        if unknown:
+            raise ValidationException(
+                f"unknown field(s) {', '.join(unknown)}; terms have {', '.join(sorted(_TERMS_FIELDS))}"
+            )
+        terms = msgspec.json.decode(raw, type=Terms)
+        valid_from = terms.valid_from if terms.valid_from.tzinfo else terms.valid_from.replace(tzinfo=UTC)
+        (cpo_cc, cpo_pid), (emsp_cc, emsp_pid) = parse_party(terms.cpo), parse_party(terms.emsp)
+        terms = msgspec.structs.replace(
+            terms, cpo=f"{cpo_cc}/{cpo_pid}", emsp=f"{emsp_cc}/{emsp_pid}", valid_from=valid_from.astimezone(UTC),
+            currency=terms.currency.upper(),
+        )  # fmt: skip
+        terms.check()
+    except (msgspec.ValidationError, TermsError, ArithmeticError) as exc:
+        raise ValidationException(str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise ValidationException(f"the body is not JSON: {exc}") from exc
+    if any(not rule.rate.is_finite() for rule in terms.fees.values()) or (
+        terms.tolerance is not None and not terms.tolerance.is_finite()
+    ):
+        raise ValidationException("rates and the tolerance must be finite numbers")
+    return terms
+
+
+async def _terms_ids(session: AsyncSession) -> dict[tuple[str, str, datetime], int]:
+    rows = await session.execute(
+        select(TermsRow.id, TermsRow.cpo_country_code, TermsRow.cpo_party_id, TermsRow.emsp_country_code,
+               TermsRow.emsp_party_id, TermsRow.valid_from)
+    )  # fmt: skip
+    return {(f"{r[1]}/{r[2]}", f"{r[3]}/{r[4]}", r[5]): r[0] for r in rows}
+
+
+@get("/admin/api/clearing/terms", operation_id="ListClearingTerms", tags=["clearing"])
+async def list_terms(
+    request: Request[Any, Any, State], *, cpo: FromQuery[str | None] = None, emsp: FromQuery[str | None] = None
+) -> Response[bytes]:
+    """Every version of every pair's commercial terms (``cpo``/``emsp`` = CC/PID to filter), by pair and date."""
+    await require_operator(request, READ_ROLES)
+    cpo, emsp = _party(cpo), _party(emsp)
+    runtime = _runtime(request)
+    async with runtime.sessions() as session:
+        ids = await _terms_ids(session)
+        versions = await SettlementService(runtime.clock).list_terms(session)
+    return _json(
+        [
+            _terms_json(ids.get((t.cpo, t.emsp, t.valid_from)), t)
+            for t in versions
+            if (cpo is None or t.cpo == cpo) and (emsp is None or t.emsp == emsp)
+        ]
+    )
+
+
+@get("/admin/api/clearing/terms/{terms_id:int}", operation_id="GetClearingTerms", tags=["clearing"])
+async def get_terms(request: Request[Any, Any, State], *, terms_id: FromPath[int]) -> Response[bytes]:
+    """One version of a pair's terms by its id."""
+    await require_operator(request, READ_ROLES)
+    runtime = _runtime(request)
+    async with runtime.sessions() as session:
+        row = await session.get(TermsRow, terms_id)
+        if row is None:
+            raise NotFoundException(f"no terms {terms_id}")
+        found_id, terms = await SettlementService(runtime.clock).terms_for(
+            session,
+            f"{row.cpo_country_code}/{row.cpo_party_id}",
+            f"{row.emsp_country_code}/{row.emsp_party_id}",
+            row.valid_from,
+        )
+    return _json(_terms_json(found_id, terms))
+
+
+@get(
+    "/admin/api/clearing/terms/{cpo_cc:str}/{cpo_pid:str}/{emsp_cc:str}/{emsp_pid:str}",
+    operation_id="ClearingTermsInForce",
+    tags=["clearing"],
+)
+async def terms_in_force(
+    request: Request[Any, Any, State],
+    *,
+    cpo_cc: FromPath[str],
+    cpo_pid: FromPath[str],
+    emsp_cc: FromPath[str],
+    emsp_pid: FromPath[str],
+    at: FromQuery[datetime | None] = None,
+) -> Response[bytes]:
+    """The pair's terms in force at ``at`` (default: now); 404 when the pair settles with the defaults then."""
+    await require_operator(request, READ_ROLES)
+    cpo, emsp = _pair_party(cpo_cc, cpo_pid), _pair_party(emsp_cc, emsp_pid)
+    runtime = _runtime(request)
+    moment = runtime.clock.now() if at is None else at if at.tzinfo else at.replace(tzinfo=UTC)
+    async with runtime.sessions() as session:
+        terms_id, terms = await SettlementService(runtime.clock).terms_for(session, cpo, emsp, moment)
+    if terms_id is None:
+        raise NotFoundException(
+            f"no terms between {cpo} and {emsp} in force at {moment.isoformat()}: the pair settles with the defaults "
+            f"({terms.currency}, no fees, approval window {terms.approval_window_days} days)"
+        )
+    return _json(_terms_json(terms_id, terms))
+
+
+@post("/admin/api/clearing/terms", operation_id="SetClearingTerms", tags=["clearing"], status_code=201)
+async def set_terms(request: Request[Any, Any, State]) -> Response[bytes]:
+    """Record a version of a pair's terms, in force from ``valid_from`` (the terms' fields, fees as
+    ``{"per_session": {"rate": 0.10, "payer": "cpo"}, …}``). The same pair and ``valid_from`` replace that version,
+    unless a closed period's statements used it (409: record a later version instead)."""
+    operator = await require_operator(request, FINANCE_ROLES)
+    terms = _decode_terms(await request.body())
+    runtime = _runtime(request)
+    service = SettlementService(runtime.clock)
+    async with runtime.sessions() as session, session.begin():
+        old_id, old = await service.terms_for(session, terms.cpo, terms.emsp, terms.valid_from)
+        replaced = old_id is not None and old.valid_from == terms.valid_from
+        if replaced:
+            used = await session.scalar(
+                select(PeriodRow.label)
+                .join(StatementRow, StatementRow.period_id == PeriodRow.id)
+                .where(StatementRow.terms_id == old_id, PeriodRow.state == "closed")
+                .limit(1)
+            )
+            if used is not None:
+                raise _conflict(
+                    PeriodError(
+                        f"terms {old_id} ({terms.cpo} -> {terms.emsp} from {terms.valid_from.isoformat()}) settled "
+                        f"closed period {used}; record a version with a later valid_from instead"
+                    )
+                )
+        terms_id = await service.set_terms(session, terms, actor=operator.name)
+        await _audit(request, session, operator, "clearing.terms.set", f"terms:{terms_id}",
+                     _terms_json(terms_id, terms), before=_terms_json(old_id, old) if replaced else None)  # fmt: skip
+    return _json({**_terms_json(terms_id, terms), "replaced": replaced}, status_code=201)
+
+
+# --- CDR intake uploads --------------------------------------------------------------------------------------------
+
+#: The largest intake upload; it is spooled to a temporary file and taken in batch by batch, never held in memory.
+MAX_UPLOAD: Final = 1 << 30
+_NDJSON: Final = ("ndjson", "jsonl", "json-seq", "jsonlines")
+_RESULTS: Final = ("all", "refused", "none")
+
+
+def _batches(payloads: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for payload in payloads:
+        batch.append(payload)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def take_in_batch(
+    session: AsyncSession, service: ClearingService, items: Sequence[IntakeItem], *, actor: str
+) -> list[IntakeOutcome]:
+    """The one place the upload hands a batch to clearing (a bulk intake path plugs in here)."""
+    return await service.take_in(session, items, actor=actor)
+
+
+async def _spool(request: Request[Any, Any, State], path: Path) -> int:
+    size = 0
+    with path.open("wb") as handle:
+        async for chunk in request.stream():
+            size += len(chunk)
+            handle.write(chunk)
+    return size
+
+
+@post(
+    "/admin/api/clearing/cdrs",
+    operation_id="ClearingIntake",
+    tags=["clearing"],
+    status_code=200,
+    request_max_body_size=MAX_UPLOAD,
+)
+async def intake(
+    request: Request[Any, Any, State],
+    *,
+    results: FromQuery[str] = "all",
+    batch_size: FromQuery[int] = DEFAULT_BATCH_SIZE,
+) -> Response[bytes]:
+    """Take CDRs in: one CDR, a JSON array, an OCPI envelope, or NDJSON (``Content-Type: application/x-ndjson``).
+
+    Idempotent: a CDR taken in before with the same content is a ``duplicate`` (a replay, nothing changes), with other
+    content a ``conflict``; unreadable ones are ``invalid``. The body is spooled to disk and taken in in batches of
+    ``batch_size``, one transaction and one audit row per batch. Answers the summary and, per ``results`` (``all``,
+    ``refused`` or ``none``), the outcome of each CDR in upload order.
+    """
+    operator = await require_operator(request, FINANCE_ROLES)
+    if results not in _RESULTS:
+        raise ValidationException(f"results must be one of {', '.join(_RESULTS)}")
+    if not 1 <= batch_size <= 10_000:
+        raise ValidationException("batch_size must be between 1 and 10000")
+    content_type = request.headers.get("content-type", "").lower()
+    suffix = ".ndjson" if any(kind in content_type for kind in _NDJSON) else ".json"
+    runtime = _runtime(request)
+    service = ClearingService(runtime.clock)
+    summary = IntakeSummary()
+    shown: list[IntakeOutcome] = []
+    with tempfile.TemporaryDirectory(prefix="ocpi-hub-intake-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        if await _spool(request, path) == 0:
+            raise ValidationException("the body is empty: send a CDR, a JSON array of CDRs or NDJSON")
+        try:
+            _, payloads = await asyncio.to_thread(iter_file, path)
+        except (RefusedPayload, msgspec.DecodeError) as exc:
+            message = exc.message if isinstance(exc, RefusedPayload) else f"the body is not JSON: {exc}"
+            raise ValidationException(message) from exc
+        ref = f"admin-api:{operator.name}"[:255]
+        for number, batch in enumerate(_batches(payloads, batch_size), start=1):
+            items = [IntakeItem(raw, "api", ref) for raw in batch]
+            async with runtime.sessions() as session, session.begin():
+                outcomes = await take_in_batch(session, service, items, actor=operator.name)
+                part = IntakeSummary()
+                part.add(outcomes)
+                after = {"batch": number, "seen": part.seen, "accepted": part.accepted, "duplicates": part.duplicates,
+                         "conflicts": part.conflicts, "invalid": part.invalid,
+                         "cdrs": [o.cdr for o in outcomes if o.status == "accepted"]}  # fmt: skip
+                await _audit(request, session, operator, "clearing.intake", "clearing:intake", after)
+            summary.add(outcomes)
+            if results == "all":
+                shown.extend(outcomes)
+            elif results == "refused":
+                shown.extend(o for o in outcomes if o.status in ("conflict", "invalid"))
+    return _json({"summary": summary, "results": shown})
+
+
+# --- periods: list, close, XLSX ---------------------------------------------------------------------------------
+
+_MONTH: Final = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+@get("/admin/api/clearing/periods", operation_id="ClearingPeriods", tags=["clearing"])
+async def list_periods(request: Request[Any, Any, State]) -> Response[bytes]:
+    """Every period, oldest first, with its state; ``closes_at`` is when the schedule closes one not closed yet
+    (its end plus HUB_CLEARING_CLOSE_GRACE)."""
+    await require_operator(request, READ_ROLES)
+    runtime = _runtime(request)
+    grace = timedelta(seconds=runtime.settings.clearing_close_grace)
+    async with runtime.sessions() as session:
+        rows = (await session.scalars(select(PeriodRow).order_by(PeriodRow.start))).all()
+    return _json(
+        [
+            {"label": p.label, "start": p.start, "end": p.end, "state": p.state, "closed_at": p.closed_at,
+             "closed_by": p.closed_by, "closes_at": None if p.state == "closed" else p.end + grace}
+            for p in rows
+        ]
+    )  # fmt: skip
+
+
+@post(
+    "/admin/api/clearing/periods/{label:str}/close",
+    operation_id="CloseClearingPeriod",
+    tags=["clearing"],
+    status_code=200,
+)
+async def close_period(request: Request[Any, Any, State], *, label: FromPath[str]) -> Response[bytes]:
+    """Close a period that has ended (a calendar month ``YYYY-MM`` or an existing period): statements per (CPO, eMSP,
+    currency) and netting. Idempotent: a closed period answers as it is (``already_closed``)."""
+    operator = await require_operator(request, FINANCE_ROLES)
+    runtime = _runtime(request)
+    async with runtime.sessions() as session:
+        period = await session.scalar(select(PeriodRow).where(PeriodRow.label == label))
+    if period is None and not _MONTH.fullmatch(label):
+        raise ValidationException(f"period {label!r} is not YYYY-MM and no such period exists")
+    end = period.end if period is not None else month_bounds(label)[1]
+    now = runtime.clock.now()
+    if (period is None or period.state != "closed") and end > now:
+        raise _conflict(PeriodError(f"period {label} ends at {end.isoformat()}; it can be closed after its end"))
+    async with ClearingLock(runtime.engine, CLOSE_LOCK).hold() as held:
+        if not held:
+            raise _conflict(PeriodError("another close is running; try again when it has finished"))
+        try:
+            result = await SettlementService(runtime.clock).close_period(runtime.sessions, label, actor=operator.name)
+        except (PeriodError, NettingError, TermsError) as exc:
+            raise _conflict(exc) from exc
+    async with runtime.sessions() as session, session.begin():
+        await _audit(request, session, operator, "clearing.period.close", f"period:{label}",
+                     {"state": result.state, "already_closed": result.already_closed,
+                      "statements": result.statements})  # fmt: skip
+    return _json(result)
+
+
+@get("/admin/api/clearing/periods/{label:str}/export.xlsx", operation_id="ClearingExportXlsx", tags=["clearing"])
+async def export_xlsx(
+    request: Request[Any, Any, State], *, label: FromPath[str], party: FromQuery[str | None] = None
+) -> Response[bytes]:
+    """The period's statements and lines as an XLSX workbook (sheet "settlement", the columns of the CSV export)."""
+    await require_operator(request, READ_ROLES)
+    statements = await _statements(request, label, _party(party))
+
+    def build() -> bytes:
+        with tempfile.TemporaryDirectory(prefix="ocpi-hub-export-") as folder:
+            path = Path(folder) / "settlement.xlsx"
+            write_xlsx(statements, path)
+            return path.read_bytes()
+
+    suffix = f"-{party.replace('/', '-').upper()}" if party else ""
+    return Response(
+        await asyncio.to_thread(build),
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={"Content-Disposition": f'attachment; filename="settlement-{label}{suffix}.xlsx"'},
+    )
+
+
 ROUTES = [
+    list_terms,
+    get_terms,
+    terms_in_force,
+    set_terms,
+    intake,
+    list_periods,
+    close_period,
+    export_xlsx,
     cdr_report,
     commercial_decision,
     check,
