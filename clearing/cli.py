@@ -7,7 +7,9 @@
 * ``ocpi-hub clearing show COUNTRY_CODE PARTY_ID CDR_ID``: everything clearing holds about one CDR;
 * ``ocpi-hub clearing terms set/list``, ``close-period [--period YYYY-MM]``, ``statement --period P [--party CC/PID]
   [--json]``, ``export --period P --format csv --out FILE``, ``reconcile --period P --party CC/PID --file F``,
-  ``dispute open/resolve``: settlement (ADR 0208).
+  ``dispute open/resolve``: settlement (ADR 0208);
+* ``ocpi-hub clearing rates set --period P --from USD --to EUR --rate 0.92 --date 2026-10-31 --source ECB`` and
+  ``rates list --period P``: the period's reference rates for agreements that convert currencies (ADR 0209).
 
 Machine-readable output goes to stdout as JSON (numbers as JSON numbers); progress bars and tables go to stderr.
 The commands that need the database read ``HUB_DATABASE_URL`` (DESIGN §9) with the hub's default; clearing does
@@ -56,6 +58,7 @@ from clearing.settlement.netting import NettingError
 from clearing.settlement.service import (
     CloseResult,
     PeriodError,
+    RateReport,
     SettlementService,
     StatementReport,
     previous_month,
@@ -64,6 +67,7 @@ from clearing.settlement.terms import (
     DEFAULT_APPROVAL_WINDOW_DAYS,
     FEE_KINDS,
     ROUNDING_RULES,
+    VAT_REGIMES,
     FeeRule,
     Terms,
     TermsError,
@@ -83,6 +87,7 @@ __all__ = [
     "import_command",
     "intake_commands",
     "price_command",
+    "rates_group",
     "reconcile_command",
     "settlement_commands",
     "show_command",
@@ -371,7 +376,8 @@ def _fee(value: str) -> tuple[str, FeeRule]:
 
 @click.group("terms")
 def terms_group() -> None:
-    """Commercial terms per (CPO, eMSP): currency, tolerance, approval window, rounding, hub fees."""
+    """Commercial terms per (CPO, eMSP): currency, tolerance, approval window, rounding, hub fees, VAT regime,
+    currency conversion."""
 
 
 @terms_group.command("set")
@@ -395,6 +401,21 @@ def terms_group() -> None:
     multiple=True,
     help="KIND=RATE:PAYER, KIND per_session|per_kwh|percent|per_period, PAYER cpo|emsp (repeatable).",
 )
+@click.option(
+    "--vat-regime",
+    type=click.Choice(VAT_REGIMES),
+    default="as_stated",
+    show_default=True,
+    help="as_stated: the CDR's VAT; domestic: VAT at --vat-rate; reverse_charge / outside_scope: no VAT, with a note.",
+)
+@click.option("--vat-rate", default=None, help="VAT in percent for --vat-regime domestic, e.g. 19.")
+@click.option("--vat-note", default=None, help="The VAT note printed on statements instead of the regime's default.")
+@click.option(
+    "--settlement-currency",
+    default=None,
+    help="Convert CDRs in other currencies into this one at the period's reference rate (needs --rate-source).",
+)
+@click.option("--rate-source", default=None, help="The reference rate source the agreement names, e.g. ECB.")
 @click.option("--by", "actor", default="operator:cli", show_default=True)
 def terms_set_command(
     *,
@@ -407,6 +428,11 @@ def terms_set_command(
     rounding: str,
     decimals: int,
     fees: tuple[str, ...],
+    vat_regime: str,
+    vat_rate: str | None,
+    vat_note: str | None,
+    settlement_currency: str | None,
+    rate_source: str | None,
     actor: str,
 ) -> None:
     """Record a version of the terms between CPO and eMSP, effective from --valid-from."""
@@ -420,7 +446,16 @@ def terms_set_command(
         rounding=rounding,
         decimals=decimals,
         fees=dict(_fee(f) for f in fees),
+        vat_regime=vat_regime,
+        vat_rate=None if vat_rate is None else _decimal(vat_rate, "--vat-rate"),
+        vat_note=vat_note,
+        settlement_currency=settlement_currency.upper() if settlement_currency else None,
+        rate_source=rate_source,
     )
+    try:
+        terms.check()  # before touching the database, so a wrong combination is a usage error
+    except TermsError as exc:
+        raise click.UsageError(str(exc)) from None
     service = SettlementService(SystemClock())
 
     async def work(sessions: async_sessionmaker[AsyncSession]) -> int:
@@ -447,6 +482,62 @@ def terms_list_command() -> None:
 
 
 _PERIOD = click.option("--period", required=True, help="Period label, YYYY-MM.")
+
+
+def _decimal(value: str, option: str) -> Decimal:
+    try:
+        number = Decimal(value)
+    except ArithmeticError:
+        raise click.BadParameter(f"{value!r} is not a number", param_hint=option) from None
+    if not number.is_finite():
+        raise click.BadParameter(f"{value!r} is not a finite number", param_hint=option)
+    return number
+
+
+@click.group("rates")
+def rates_group() -> None:
+    """Reference exchange rates per period, for agreements that convert into a settlement currency (ADR 0209)."""
+
+
+@rates_group.command("set")
+@_PERIOD
+@click.option("--from", "base", required=True, help="The currency converted from (ISO 4217), e.g. USD.")
+@click.option("--to", "quote", required=True, help="The settlement currency converted into, e.g. EUR.")
+@click.option("--rate", required=True, help="1 FROM = RATE TO, e.g. 0.92.")
+@click.option("--date", "rate_date", required=True, type=click.DateTime(["%Y-%m-%d"]), help="The rate's date.")
+@click.option("--source", required=True, help="The reference source the agreements name, e.g. ECB.")
+@click.option("--by", "actor", default="operator:cli", show_default=True)
+def rates_set_command(
+    *, period: str, base: str, quote: str, rate: str, rate_date: datetime, source: str, actor: str
+) -> None:
+    """Fix the period's rate FROM→TO from SOURCE (replaces the same pair and source); refused once it is closed."""
+    value = _decimal(rate, "--rate")
+    service = SettlementService(SystemClock())
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> RateReport:
+        async with sessions() as session, session.begin():
+            return await service.set_rate(session, period, base, quote, value, rate_date.date(), source, actor=actor)
+
+    try:
+        _echo_json(_with_database(work))
+    except PeriodError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@rates_group.command("list")
+@_PERIOD
+def rates_list_command(period: str) -> None:
+    """Print the period's reference rates as JSON."""
+    service = SettlementService(SystemClock())
+
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> list[RateReport]:
+        async with sessions() as session:
+            return await service.rates(session, period)
+
+    try:
+        _echo_json(_with_database(work))
+    except PeriodError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("close-period")
@@ -508,6 +599,7 @@ def statement_command(period: str, party: str | None, as_json: bool) -> None:
             name = (line.details or {}).get("cdr_id") if line.kind == "cdr" else line.note
             table.add_row(str(line.position), line.kind, str(name), "yes" if line.included else "no",
                           str(line.amount_excl_vat), str(line.amount_incl_vat))  # fmt: skip
+        table.add_row("", "vat", f"{st.vat_regime}: {st.vat_note or ''}", "", "", str(st.vat_amount))
         table.add_row("", "payable", "", "", "", str(st.payable))
         out.print(table)
 
@@ -520,11 +612,12 @@ def statement_command(period: str, party: str | None, as_json: bool) -> None:
 def export_command(period: str, fmt: str, out_file: Path, party: str | None) -> None:
     """Write a period's statements and their lines to FILE as CSV or XLSX (one sheet, same columns).
 
-    Schema version 1, one row per statement (kind=statement, totals) then one per line (kind=cdr, adjustment or
+    Schema version 2, one row per statement (kind=statement, totals) then one per line (kind=cdr, adjustment or
     fee), columns: schema_version, period, statement_id, cpo, emsp, currency, kind, position, included, note, cdr_id,
     session_id, start_date_time, end_date_time, energy_kwh, stated_excl_vat, stated_incl_vat, recomputed_excl_vat,
     recomputed_incl_vat, verification, payer, quantity, amount_excl_vat, amount_incl_vat, cdr_count, fees_cpo,
-    fees_emsp, payable, engine_version, input_hash.
+    fees_emsp, payable, engine_version, input_hash, vat_regime, vat_rate, vat_amount, vat_note, original_currency,
+    original_excl_vat, original_incl_vat, fx_rate, fx_rate_date, fx_source (see clearing.settlement.exports).
     """
     statements = _load_statements(period, _party_option(party))
     if fmt == "xlsx":
@@ -608,6 +701,7 @@ def dispute_resolve_command(dispute_id: int, outcome: str | None, amount: str | 
 #: The settlement commands (mounted with the intake commands).
 settlement_commands: Final = (
     terms_group,
+    rates_group,
     close_period_command,
     statement_command,
     export_command,

@@ -5,6 +5,21 @@ The export has one row per statement (``kind`` = ``statement``, with the totals)
 ISO 8601 UTC, empty cells where a column does not apply; XLSX has the same columns on one sheet ("settlement") with
 amounts and counts as numbers.
 
+Column schema, in order (columns are only ever added at the end, with a new schema version):
+
+* version 1: ``schema_version, period, statement_id, cpo, emsp, currency, kind, position, included, note, cdr_id,
+  session_id, start_date_time, end_date_time, energy_kwh, stated_excl_vat, stated_incl_vat, recomputed_excl_vat,
+  recomputed_incl_vat, verification, payer, quantity, amount_excl_vat, amount_incl_vat, cdr_count, fees_cpo,
+  fees_emsp, payable, engine_version, input_hash``;
+* version 2 (ADR 0209) adds ``vat_regime`` (statement, cdr and adjustment rows: ``as_stated``, ``domestic``,
+  ``reverse_charge`` or ``outside_scope``), ``vat_rate`` (percent, statement rows of the domestic regime),
+  ``vat_amount`` (statement: the statement's VAT; cdr and adjustment rows: the line's VAT), ``vat_note`` (statement
+  rows: the VAT note printed, e.g. the reverse-charge note), ``original_currency``, ``original_excl_vat``,
+  ``original_incl_vat`` (cdr and adjustment rows converted into the statement's currency: the amounts before
+  conversion; stated amounts stay in the original currency), ``fx_rate``, ``fx_rate_date``, ``fx_source`` (those
+  rows: the period's reference rate used, 1 original = fx_rate statement currency; statement rows: the rates used,
+  ``BASE/QUOTE=rate@date source`` joined by ``;`` in ``fx_rate``).
+
 Reconciliation reads a CSV with at least the columns ``cdr_id`` and ``amount`` (the party's amount incl. VAT for the
 CDR) and sorts every id into matched, missing on our side (``missing_at_hub``), missing on theirs
 (``missing_at_counterparty``), amount differs (with theirs - ours) or duplicate (the same id twice in their file).
@@ -24,6 +39,7 @@ import msgspec
 from openpyxl import Workbook  # type: ignore[import-untyped]
 
 from clearing.settlement.service import StatementReport
+from clearing.settlement.terms import plain
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -38,7 +54,7 @@ __all__ = [
     "write_xlsx",
 ]
 
-EXPORT_SCHEMA_VERSION: Final = "1"
+EXPORT_SCHEMA_VERSION: Final = "2"
 EXPORT_COLUMNS: Final = (
     "schema_version",
     "period",
@@ -70,6 +86,17 @@ EXPORT_COLUMNS: Final = (
     "payable",
     "engine_version",
     "input_hash",
+    # Schema version 2 (ADR 0209).
+    "vat_regime",
+    "vat_rate",
+    "vat_amount",
+    "vat_note",
+    "original_currency",
+    "original_excl_vat",
+    "original_incl_vat",
+    "fx_rate",
+    "fx_rate_date",
+    "fx_source",
 )
 
 
@@ -108,6 +135,14 @@ def export_rows(statements: Iterable[StatementReport]) -> Iterator[dict[str, str
                 "payable": st.payable,
                 "engine_version": st.engine_version,
                 "input_hash": st.input_hash,
+                "vat_regime": st.vat_regime,
+                "vat_rate": plain(st.vat_rate) if st.vat_rate is not None else None,
+                "vat_amount": st.vat_amount,
+                "vat_note": st.vat_note,
+                "fx_rate": ";".join(
+                    f"{pair}={r['rate']}@{r['rate_date']} {r['source']}" for pair, r in sorted(st.rates.items())
+                )
+                or None,
             }.items()
         }
         for line in st.lines:
@@ -125,6 +160,23 @@ def export_rows(statements: Iterable[StatementReport]) -> Iterator[dict[str, str
                 "amount_incl_vat": line.amount_incl_vat,
                 "cdr_id": details.get("cdr_id"),
             }
+            if line.kind in ("cdr", "adjustment"):
+                row |= {
+                    "vat_regime": details.get("vat_regime"),
+                    "vat_amount": line.amount_incl_vat - line.amount_excl_vat if "vat_regime" in details else None,
+                    "original_currency": details.get("original_currency"),
+                    "fx_rate": details.get("fx_rate"),
+                    "fx_rate_date": details.get("fx_rate_date"),
+                    "fx_source": details.get("fx_source"),
+                }
+                if "original_currency" in details:
+                    row |= (
+                        {"original_excl_vat": details.get("stated_excl_vat"),
+                         "original_incl_vat": details.get("stated_incl_vat")}
+                        if line.kind == "cdr"
+                        else {"original_excl_vat": details.get("original_amount"),
+                              "original_incl_vat": details.get("original_amount")}
+                    )  # fmt: skip
             if line.kind == "cdr":
                 row |= {
                     "session_id": details.get("session_id"),
@@ -153,7 +205,8 @@ def write_csv(statements: Iterable[StatementReport], out: io.TextIOBase | Any) -
 
 _NUMBERS: Final = frozenset({
     "energy_kwh", "stated_excl_vat", "stated_incl_vat", "recomputed_excl_vat", "recomputed_incl_vat", "quantity",
-    "amount_excl_vat", "amount_incl_vat", "fees_cpo", "fees_emsp", "payable",
+    "amount_excl_vat", "amount_incl_vat", "fees_cpo", "fees_emsp", "payable", "vat_rate", "vat_amount",
+    "original_excl_vat", "original_incl_vat",
 })  # fmt: skip
 _INTEGERS: Final = frozenset({"statement_id", "position", "cdr_count"})
 

@@ -1,4 +1,5 @@
-"""ORM models of settlement: commercial terms, periods, statements and their lines, disputes, adjustments (ADR 0208).
+"""ORM models of settlement: commercial terms, periods, reference rates, statements and their lines, disputes,
+adjustments (ADR 0208, 0209).
 
 Money columns are ``NUMERIC(20, 4)`` (OCPI precision) and read back as `Decimal`; statement amounts are already
 rounded by the terms' rule (ADR 0208 §rounding) and stored in the same type.
@@ -6,11 +7,11 @@ rounded by the terms' rule (ADR 0208 §rounding) and stored in the same type.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from clearing.models import JsonText
@@ -20,12 +21,15 @@ __all__ = [
     "AdjustmentRow",
     "DisputeRow",
     "PeriodRow",
+    "RateRow",
     "StatementLineRow",
     "StatementRow",
     "TermsRow",
 ]
 
 Amount = Numeric(20, 4)
+#: Reference exchange rates carry more digits than amounts (ECB publishes up to 5 significant digits, others more).
+Rate = Numeric(24, 10)
 
 
 class TermsRow(Base):
@@ -56,6 +60,13 @@ class TermsRow(Base):
     decimals: Mapped[int] = mapped_column(Integer)
     # Fee rules: {"per_session": {"rate": n, "payer": "cpo"|"emsp"}, "per_kwh": …, "percent": …, "per_period": …}.
     fees: Mapped[Any] = mapped_column(JsonText())
+    # ADR 0209: the agreement's VAT regime (as_stated | domestic | reverse_charge | outside_scope), rate in percent.
+    vat_regime: Mapped[str] = mapped_column(String(16), server_default="as_stated")
+    vat_rate: Mapped[Decimal | None] = mapped_column(Amount)
+    vat_note: Mapped[str | None] = mapped_column(Text)
+    # ADR 0209: convert into this currency at the period's rate from rate_source; None settles per currency.
+    settlement_currency: Mapped[str | None] = mapped_column(String(3))
+    rate_source: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     created_by: Mapped[str] = mapped_column(String(64))
 
@@ -74,6 +85,31 @@ class PeriodRow(Base):
     closed_by: Mapped[str | None] = mapped_column(String(64))
     # Netting of the period (gross, bilateral, multilateral, payment advice), written when it closes.
     netting: Mapped[Any] = mapped_column(JsonText(), nullable=True)
+
+
+class RateRow(Base):
+    """A period's reference rate: 1 ``base_currency`` = ``rate`` ``quote_currency`` on ``rate_date`` from ``source``.
+
+    Fixed per period (clearing notes §1.5): set while the period is not closed, copied onto the statements that use
+    it at the close, and refused once the period is closed.
+    """
+
+    __tablename__ = "clearing_rates"
+    __table_args__ = (
+        UniqueConstraint(
+            "period_id", "base_currency", "quote_currency", "source", name="uq_clearing_rates_period_pair_source"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("clearing_periods.id", ondelete="CASCADE"), index=True)
+    base_currency: Mapped[str] = mapped_column(String(3))
+    quote_currency: Mapped[str] = mapped_column(String(3))
+    rate: Mapped[Decimal] = mapped_column(Rate)
+    rate_date: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
 
 
 class StatementRow(Base):
@@ -108,11 +144,18 @@ class StatementRow(Base):
     adjustments: Mapped[Decimal] = mapped_column(Amount)
     fees_cpo: Mapped[Decimal] = mapped_column(Amount)
     fees_emsp: Mapped[Decimal] = mapped_column(Amount)
-    # What the eMSP owes the CPO: CDR lines incl. VAT plus adjustments.
+    # What the eMSP owes the CPO: CDR lines incl. VAT plus adjustments (and their VAT under a configured regime).
     payable: Mapped[Decimal] = mapped_column(Amount)
     engine_version: Mapped[str] = mapped_column(String(32))
     input_hash: Mapped[str] = mapped_column(String(64))
     terms: Mapped[Any] = mapped_column(JsonText())
+    # ADR 0209: the VAT regime applied, its rate (percent), the VAT of the statement and the note printed.
+    vat_regime: Mapped[str] = mapped_column(String(16), server_default="as_stated")
+    vat_rate: Mapped[Decimal | None] = mapped_column(Amount)
+    vat_amount: Mapped[Decimal] = mapped_column(Amount, server_default="0")
+    vat_note: Mapped[str | None] = mapped_column(Text)
+    # ADR 0209: the reference rates the close used, {"USD/EUR": {"rate", "rate_date", "source"}}; None: none used.
+    rates: Mapped[Any] = mapped_column(JsonText(), nullable=True)
 
 
 class StatementLineRow(Base):

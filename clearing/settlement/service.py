@@ -15,6 +15,12 @@
    independent of the order and the moment of the close;
 4. the period's netting is computed and checked (`clearing.settlement.netting`) and the period becomes ``closed``.
 
+VAT and currencies follow the pair's terms (ADR 0209): each CDR line's VAT comes from the agreement's VAT regime
+(or, with none configured, from the CDR as stated), the statement's VAT is computed once on its taxable amount, and a
+CDR or adjustment in another currency is converted into the terms' ``settlement_currency`` at the period's reference
+rate, or settles in its own currency's statement when the terms ask for no conversion. A missing rate refuses the
+close (`PeriodError` naming the pair); the rates used are recorded on the statement and enter its hash.
+
 A crash during step 2-4 rolls the whole close back and leaves ``closing``; running it again redoes it. Step 2 starts
 by locking the period row, so a concurrent close of the same period waits and then finds it closed.
 """
@@ -25,7 +31,7 @@ import calendar
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
@@ -38,12 +44,13 @@ from clearing.settlement.models import (
     AdjustmentRow,
     DisputeRow,
     PeriodRow,
+    RateRow,
     StatementLineRow,
     StatementRow,
     TermsRow,
 )
 from clearing.settlement.netting import Gross, Netting, net
-from clearing.settlement.terms import FeeRule, Terms, parse_party, round_amount
+from clearing.settlement.terms import FeeRule, Terms, parse_party, plain, round_amount
 from clearing.states import check_commercial_transition
 from hub.platform.clock import Clock
 
@@ -53,6 +60,7 @@ __all__ = [
     "DisputeReport",
     "LineReport",
     "PeriodError",
+    "RateReport",
     "SettlementService",
     "StatementReport",
     "month_bounds",
@@ -60,7 +68,8 @@ __all__ = [
 ]
 
 #: Changes whenever the settlement arithmetic changes; recorded on every statement.
-ENGINE_VERSION: Final = "settlement/1"
+#: settlement/2 (ADR 0209): VAT per the agreement's regime, currency conversion at the period's reference rates.
+ENGINE_VERSION: Final = "settlement/2"
 DEFAULT_BATCH_SIZE: Final = 500
 _ZERO: Final = Decimal(0)
 _CANONICAL: Final = msgspec.json.Encoder(decimal_format="string", order="sorted")
@@ -103,6 +112,25 @@ class StatementReport(msgspec.Struct, frozen=True, kw_only=True):
     input_hash: str
     terms: dict[str, Any]
     lines: list[LineReport]
+    # ADR 0209: the VAT regime applied, its rate (percent), the statement's VAT, the note printed; the rates used.
+    vat_regime: str = "as_stated"
+    vat_rate: Decimal | None = None
+    vat_amount: Decimal = _ZERO
+    vat_note: str | None = None
+    rates: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class RateReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A period's reference rate: 1 ``base`` = ``rate`` ``quote`` on ``rate_date``, from ``source``."""
+
+    period: str
+    base: str
+    quote: str
+    rate: Decimal
+    rate_date: date
+    source: str
+    set_by: str
+    set_at: datetime
 
 
 class CloseResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,6 +184,11 @@ def _terms_of(row: TermsRow) -> Terms:
         rounding=row.rounding,
         decimals=row.decimals,
         fees=msgspec.convert(row.fees, dict[str, FeeRule]),
+        vat_regime=row.vat_regime,
+        vat_rate=row.vat_rate,
+        vat_note=row.vat_note,
+        settlement_currency=row.settlement_currency,
+        rate_source=row.rate_source,
     )
 
 
@@ -179,6 +212,8 @@ class _Pending:
     settled: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     terms: dict[tuple[str, str], tuple[int | None, Terms]] = field(default_factory=dict)
+    # The period's reference rates read so far, by (base, quote, source): few, read once per close.
+    rates: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -203,6 +238,8 @@ class _Accumulator:
     fees: dict[str, Decimal] = field(default_factory=lambda: {"cpo": _ZERO, "emsp": _ZERO})
     digest_sum: int = 0
     line_count: int = 0
+    # The reference rates this statement used ("USD/EUR" → rate, rate date, source): recorded on it (ADR 0209).
+    rates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def next_position(self) -> int:
         self.position += 1
@@ -224,6 +261,29 @@ def _outcome(check: ClearingPriceCheckRow | None, tolerance: Decimal | None) -> 
     if not differences or max(differences) == 0:
         return "matched"
     return "within_tolerance" if max(differences) <= tolerance else "mismatch"
+
+
+def _line_amounts(terms: Terms, excl: Decimal, incl: Decimal) -> tuple[Decimal, Decimal]:
+    """A line's amounts excl. and incl. VAT, rounded once by the terms' rule, under the terms' VAT regime (ADR 0209).
+
+    ``excl`` and ``incl`` are unrounded (4 dp, already converted into the statement's currency). ``as_stated`` keeps
+    the CDR's own VAT; ``domestic`` computes it at the rate on the rounded net line (the net is never reduced first:
+    notes §3.2 "Never net amounts before computing VAT"); ``reverse_charge`` and ``outside_scope`` charge none.
+    """
+    amount_excl = round_amount(excl, terms.rounding, terms.decimals)
+    if terms.vat_regime == "as_stated":
+        return amount_excl, round_amount(incl, terms.rounding, terms.decimals)
+    if terms.vat_regime == "domestic" and terms.vat_rate is not None:
+        return amount_excl, amount_excl + round_amount(
+            amount_excl * terms.vat_rate / 100, terms.rounding, terms.decimals
+        )
+    return amount_excl, amount_excl
+
+
+def _currency(code: str, what: str) -> str:
+    if len(code) != 3 or not code.isalpha():
+        raise PeriodError(f"{what} {code!r} is not an ISO 4217 code")
+    return code.upper()
 
 
 class SettlementService:
@@ -263,6 +323,11 @@ class SettlementService:
         row.rounding = terms.rounding
         row.decimals = terms.decimals
         row.fees = _builtins(terms.fees)
+        row.vat_regime = terms.vat_regime
+        row.vat_rate = terms.vat_rate
+        row.vat_note = terms.vat_note
+        row.settlement_currency = terms.settlement_currency.upper() if terms.settlement_currency else None
+        row.rate_source = terms.rate_source
         row.created_at = self._clock.now()
         row.created_by = actor
         session.add(row)
@@ -299,6 +364,100 @@ class SettlementService:
         if row is None:
             return None, Terms(cpo=cpo, emsp=emsp, valid_from=datetime(1970, 1, 1, tzinfo=UTC), currency="EUR")
         return row.id, _terms_of(row)
+
+    # ---- reference rates (ADR 0209) ---------------------------------------------------------------------------------
+
+    async def set_rate(  # noqa: PLR0917 - one rate row
+        self,
+        session: AsyncSession,
+        label: str,
+        base: str,
+        quote: str,
+        rate: Decimal,
+        rate_date: date,
+        source: str,
+        *,
+        actor: str,
+    ) -> RateReport:
+        """Fix the period's reference rate 1 ``base`` = ``rate`` ``quote`` from ``source`` (replacing the same
+        pair and source) while the period is not closed; a closed period's rates are fixed. Does not commit."""
+        base, quote = _currency(base, "currency"), _currency(quote, "currency")
+        if base == quote:
+            raise PeriodError("a reference rate converts between two different currencies")
+        if not rate.is_finite() or rate <= 0:
+            raise PeriodError(f"the rate {rate} must be a positive number")
+        source = source.strip()
+        if not 1 <= len(source) <= 32:
+            raise PeriodError("name the rate source (e.g. ECB), at most 32 characters")
+        period = await self.ensure_period(session, label)
+        if period.state == "closed":
+            # Notes §1.5: "a rate date fixed per period"; the closed statements carry the rates they used.
+            raise PeriodError(f"period {label} is closed: its reference rates are fixed")
+        row = await session.scalar(
+            select(RateRow).where(
+                RateRow.period_id == period.id,
+                RateRow.base_currency == base,
+                RateRow.quote_currency == quote,
+                RateRow.source == source,
+            )
+        )
+        row = row or RateRow(period_id=period.id, base_currency=base, quote_currency=quote, source=source)
+        row.rate, row.rate_date = rate, rate_date
+        row.created_at, row.created_by = self._clock.now(), actor
+        session.add(row)
+        await session.flush()
+        return self._rate_report(label, row)
+
+    @staticmethod
+    def _rate_report(label: str, row: RateRow) -> RateReport:
+        return RateReport(
+            period=label, base=row.base_currency, quote=row.quote_currency, rate=plain(row.rate),
+            rate_date=row.rate_date, source=row.source, set_by=row.created_by, set_at=row.created_at,
+        )  # fmt: skip
+
+    async def rates(self, session: AsyncSession, label: str) -> list[RateReport]:
+        period = await self.period(session, label)
+        rows = await session.scalars(
+            select(RateRow)
+            .where(RateRow.period_id == period.id)
+            .order_by(RateRow.base_currency, RateRow.quote_currency, RateRow.source)
+        )
+        return [self._rate_report(label, row) for row in rows]
+
+    @staticmethod
+    async def _rate(  # noqa: PLR0917 - one lookup
+        session: AsyncSession, period: _Period, pending: _Pending, base: str, quote: str, source: str
+    ) -> dict[str, Any]:
+        """The period's rate base→quote from ``source``; refuses the close when there is none (ADR 0209)."""
+        key = (base, quote, source)
+        found = pending.rates.get(key)
+        if found is None:
+            row = await session.scalar(
+                select(RateRow).where(
+                    RateRow.period_id == period.id,
+                    RateRow.base_currency == base,
+                    RateRow.quote_currency == quote,
+                    RateRow.source == source,
+                )
+            )
+            if row is None:
+                raise PeriodError(
+                    f"no {base}/{quote} reference rate from {source} for period {period.label}: the agreement "
+                    f"converts {base} into {quote}; set it with `ocpi-hub clearing rates set --period {period.label}"
+                    f" --from {base} --to {quote} --rate R --date YYYY-MM-DD --source {source}`"
+                )
+            found = pending.rates[key] = {"rate": plain(row.rate), "rate_date": row.rate_date.isoformat(),
+                                          "source": row.source}  # fmt: skip
+        return found
+
+    async def _target(
+        self, session: AsyncSession, period: _Period, pending: _Pending, terms: Terms, currency: str
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The statement currency of an amount in ``currency`` under ``terms``, and the rate to convert (or None)."""
+        target = terms.settlement_currency.upper() if terms.settlement_currency else currency
+        if target == currency:
+            return currency, None
+        return target, await self._rate(session, period, pending, currency, target, terms.rate_source or "")
 
     # ---- periods --------------------------------------------------------------------------------------------------
 
@@ -505,7 +664,7 @@ class SettlementService:
             session.expunge_all()
             if progress is not None:
                 progress(done, total)
-        await self._adjustments(session, period, open_statements)
+        await self._adjustments(session, period, open_statements, pending)
         gross: list[Gross] = []
         for (cpo, emsp, currency), acc in sorted(open_statements.items()):
             await self._fees(session, acc, currency)
@@ -553,7 +712,8 @@ class SettlementService:
         included, why = await self._eligibility(session, record, pending.terms[cpo, emsp][1], disputed, actor)
         if not included and late:
             return  # listed in its own period already; it settles when it becomes eligible
-        acc = await self._statement(session, period, open_statements, cpo, emsp, currency.upper())
+        target, fx = await self._target(session, period, pending, pending.terms[cpo, emsp][1], currency.upper())
+        acc = await self._statement(session, period, open_statements, cpo, emsp, target)
         terms = acc.terms
         stated_excl = record.total_cost_excl_vat or _ZERO
         stated_incl = record.total_cost_incl_vat if record.total_cost_incl_vat is not None else stated_excl
@@ -564,9 +724,10 @@ class SettlementService:
             sign * Decimal(computed["incl_vat"]) if computed and computed.get("incl_vat") is not None else None
         )
         energy = sign * abs(record.total_energy or _ZERO)
-        amount_excl = round_amount(stated_excl, terms.rounding, terms.decimals)
-        amount_incl = round_amount(stated_incl, terms.rounding, terms.decimals)
-        details = {
+        # Converted before the line's one rounding (notes §3.4: round only where the statement line is produced).
+        rate = fx["rate"] if fx is not None else Decimal(1)
+        amount_excl, amount_incl = _line_amounts(terms, stated_excl * rate, stated_incl * rate)
+        details: dict[str, Any] = {
             "cdr_id": record.cdr_id,
             "session_id": record.session_id,
             "credit": record.credit,
@@ -581,7 +742,13 @@ class SettlementService:
             "verification": _outcome(check, terms.tolerance),
             "late": late,
             "content_hash": record.content_hash,
+            "vat_regime": terms.vat_regime,
+            "vat_amount": amount_incl - amount_excl,
         }
+        if fx is not None:
+            acc.rates[f"{currency.upper()}/{target}"] = fx
+            details |= {"original_currency": currency.upper(), "fx_rate": fx["rate"], "fx_rate_date": fx["rate_date"],
+                        "fx_source": fx["source"]}  # fmt: skip
         acc.digest({"kind": "cdr", "key": [cpo, record.cdr_id], "included": included, "why": why,
                     **{k: v for k, v in details.items() if k not in ("start_date_time", "end_date_time")},
                     "amount_excl_vat": amount_excl, "amount_incl_vat": amount_incl})  # fmt: skip
@@ -608,7 +775,11 @@ class SettlementService:
         )  # fmt: skip
 
     async def _adjustments(
-        self, session: AsyncSession, period: _Period, open_statements: dict[tuple[str, str, str], _Accumulator]
+        self,
+        session: AsyncSession,
+        period: _Period,
+        open_statements: dict[tuple[str, str, str], _Accumulator],
+        pending: _Pending,
     ) -> None:
         rows = list(
             await session.scalars(
@@ -618,20 +789,34 @@ class SettlementService:
         for row in rows:
             cpo = _party(row.cpo_country_code, row.cpo_party_id)
             emsp = _party(row.emsp_country_code, row.emsp_party_id)
-            acc = await self._statement(session, period, open_statements, cpo, emsp, row.currency)
-            amount = round_amount(row.amount, acc.terms.rounding, acc.terms.decimals)
+            if (cpo, emsp) not in pending.terms:
+                pending.terms[cpo, emsp] = await self.terms_for(session, cpo, emsp, period.start)
+            currency = row.currency.upper()
+            target, fx = await self._target(session, period, pending, pending.terms[cpo, emsp][1], currency)
+            acc = await self._statement(session, period, open_statements, cpo, emsp, target)
+            # Under a configured VAT regime an adjustment is a net price correction and joins the VAT base; with VAT
+            # as stated it stays the amount entered, as before ADR 0209.
+            raw = row.amount * (fx["rate"] if fx is not None else 1)
+            amount, amount_incl = _line_amounts(acc.terms, raw, raw)
+            conversion: dict[str, Any] = {}
+            if fx is not None:
+                acc.rates[f"{currency}/{target}"] = fx
+                conversion = {"original_currency": currency, "original_amount": row.amount, "fx_rate": fx["rate"],
+                              "fx_rate_date": fx["rate_date"], "fx_source": fx["source"]}  # fmt: skip
             cdr_id = None
             if row.record_id is not None:
                 cdr_id = await session.scalar(select(ClearingCdrRow.cdr_id).where(ClearingCdrRow.id == row.record_id))
             acc.adjustments += amount
-            acc.digest({"kind": "adjustment", "cdr_id": cdr_id, "amount": amount, "reason": row.reason})
+            acc.digest({"kind": "adjustment", "cdr_id": cdr_id, "amount": amount, "amount_incl_vat": amount_incl,
+                        "reason": row.reason, **conversion})  # fmt: skip
             await session.execute(
                 insert(StatementLineRow),
                 [{"statement_id": acc.statement_id, "position": acc.next_position(), "kind": "adjustment",
                   "record_id": row.record_id, "included": True, "note": row.reason, "payer": None, "quantity": None,
-                  "amount_excl_vat": amount, "amount_incl_vat": amount,
-                  "details": {"adjustment_id": row.id, "dispute_id": row.dispute_id, "cdr_id": cdr_id,
-                              "by": row.created_by}}],
+                  "amount_excl_vat": amount, "amount_incl_vat": amount_incl,
+                  "details": _builtins({"adjustment_id": row.id, "dispute_id": row.dispute_id, "cdr_id": cdr_id,
+                                        "by": row.created_by, "vat_regime": acc.terms.vat_regime,
+                                        "vat_amount": amount_incl - amount, **conversion})}],
             )  # fmt: skip
             await session.execute(update(AdjustmentRow).where(AdjustmentRow.id == row.id).values(period_id=period.id))
 
@@ -663,20 +848,25 @@ class SettlementService:
         self, session: AsyncSession, period: _Period, acc: _Accumulator, cpo: str, emsp: str, currency: str
     ) -> Gross:
         terms = _builtins(acc.terms)
+        vat_amount, amount_incl = self._vat(acc)
+        rates = dict(sorted(acc.rates.items())) or None
         header = {"engine_version": ENGINE_VERSION, "period": [period.label, period.start, period.end],
-                  "cpo": cpo, "emsp": emsp, "currency": currency, "terms": terms}  # fmt: skip
+                  "cpo": cpo, "emsp": emsp, "currency": currency, "terms": terms,
+                  "vat": [acc.terms.vat_regime, acc.terms.vat_rate, acc.terms.note], "rates": rates}  # fmt: skip
         digest = hashlib.sha256(_CANONICAL.encode(_builtins(header)))
         digest.update(acc.digest_sum.to_bytes(64, "big"))
         digest.update(acc.line_count.to_bytes(8, "big"))
-        payable = acc.incl + acc.adjustments
+        # Netting works on this payment amount, VAT included (notes §3.2: invoices stay gross, set-off on payment).
+        payable = amount_incl + acc.adjustments
         await session.execute(
             update(StatementRow)
             .where(StatementRow.id == acc.statement_id)
             .values(
                 cdr_count=acc.cdr_count, excluded_count=acc.excluded_count, total_energy=acc.energy,
-                amount_excl_vat=acc.excl, amount_incl_vat=acc.incl, adjustments=acc.adjustments,
+                amount_excl_vat=acc.excl, amount_incl_vat=amount_incl, adjustments=acc.adjustments,
                 fees_cpo=acc.fees["cpo"], fees_emsp=acc.fees["emsp"], payable=payable, input_hash=digest.hexdigest(),
-                terms=terms,
+                terms=terms, vat_regime=acc.terms.vat_regime, vat_rate=acc.terms.vat_rate, vat_amount=vat_amount,
+                vat_note=acc.terms.note, rates=_builtins(rates),
             )
         )  # fmt: skip
         return Gross(
@@ -687,6 +877,23 @@ class SettlementService:
             fees_creditor=acc.fees["cpo"],
             fees_debtor=acc.fees["emsp"],
         )
+
+    @staticmethod
+    def _vat(acc: _Accumulator) -> tuple[Decimal, Decimal]:
+        """The statement's VAT and its amount incl. VAT (``payable`` minus adjustments) under the terms' regime.
+
+        ``domestic``: VAT once on the rate group's taxable amount, the rounded net lines plus the (net) adjustments,
+        rounded by the terms' rule (notes §3.4, the EN 16931 breakdown); the lines' own VAT is indicative and may
+        differ from it by the rounding of each line. ``as_stated``: the sum of the lines' stated VAT, adjustments
+        gross as entered (the behaviour before ADR 0209). ``reverse_charge``, ``outside_scope``: none.
+        """
+        terms = acc.terms
+        if terms.vat_regime == "as_stated":
+            return acc.incl - acc.excl, acc.incl
+        if terms.vat_regime == "domestic" and terms.vat_rate is not None:
+            vat = round_amount((acc.excl + acc.adjustments) * terms.vat_rate / 100, terms.rounding, terms.decimals)
+            return vat, acc.excl + vat
+        return _ZERO, acc.excl
 
     # ---- reading --------------------------------------------------------------------------------------------------
 
@@ -726,7 +933,8 @@ class SettlementService:
                     amount_incl_vat=row.amount_incl_vat.quantize(unit), adjustments=row.adjustments.quantize(unit),
                     fees_cpo=row.fees_cpo.quantize(unit), fees_emsp=row.fees_emsp.quantize(unit),
                     payable=row.payable.quantize(unit), engine_version=row.engine_version,
-                    input_hash=row.input_hash, terms=row.terms,
+                    input_hash=row.input_hash, terms=row.terms, vat_regime=row.vat_regime, vat_rate=row.vat_rate,
+                    vat_amount=row.vat_amount.quantize(unit), vat_note=row.vat_note, rates=row.rates or {},
                     lines=[
                         LineReport(position=li.position, kind=li.kind, included=li.included, note=li.note,
                                    payer=li.payer, quantity=li.quantity,
