@@ -2,6 +2,18 @@
 
 It registers with the hub as the Sender of the credentials handshake (credentials §"Registration") using a token A
 the hub issued, then sends functional-module requests to the hub with OCPI-from/to routing headers.
+
+Credentials updates, both ways (OCPI 2.2.1 credentials §7.2.2 PUT): the hub PUTs new credentials to the platform when
+the operator rotates them (the platform reads the hub's endpoints with the new token and answers with a new token of
+its own), and the platform can PUT its own new credentials to the hub (`SimPlatform.update_credentials`). Either way
+the platform's previous token keeps working until the hub calls a module with the new one, so requests the hub sent
+with the old token while the update was under way still get answered.
+
+Real-time authorization (OCPI 2.2.1 tokens §12.2.2 "Real-time authorization", §12.4.3 WhitelistType): the eMSP serves
+``POST {tokens_endpoint_url}/{uid}/authorize[?type=TYPE]`` with an AuthorizationInfo (§12.3.1); the CPO, when a driver
+presents a token at the charger (`SimCpo.swipe`), asks the eMSP through the hub when the token's whitelist type says
+so: NEVER and ALLOWED_OFFLINE always (ALLOWED_OFFLINE falls back to allowing it when the eMSP cannot be reached),
+ALWAYS and ALLOWED from the token list it received, and an unknown token in real time.
 """
 
 from __future__ import annotations
@@ -44,8 +56,27 @@ EMSP_MODULES: Final = (
 )
 
 
+#: OCPI status codes that mean "no answer from the other side" rather than a refusal: the receiver's server errors
+#: (3xxx) and the hub's timeout on a forwarded request (4002) and connection problem (4003) (OCPI 2.2.1 §5).
+_NO_ANSWER: Final = frozenset({3000, 3001, 3002, 3003, 4002, 4003})
+
+
 class SimError(Exception):
     """The hub refused or failed a request of a simulated platform."""
+
+    def __init__(self, message: str, *, http_status: int | None = None, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.status_code = status_code
+
+    @property
+    def unanswered(self) -> bool:
+        """Nobody answered (connection failure, timeout, 3xxx, 4002, 4003), as against a refusal."""
+        return (
+            self.http_status is None
+            or self.status_code in _NO_ANSWER
+            or (self.status_code is None and self.http_status >= 500)
+        )
 
 
 def stamp(moment: datetime) -> str:
@@ -91,6 +122,7 @@ class Incoming:
     body: Any
     headers: Mapping[str, str]
     reply_headers: dict[str, str]
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,7 +140,10 @@ class SimPlatform:
         self.party = party
         self.modules = modules
         self.token_b = secrets.token_urlsafe(24)  # the hub calls us with this
+        # After a credentials update: the token the hub used before, accepted until it calls a module with the new one.
+        self.previous_token_b: str | None = None
         self.token_c: str | None = None  # we call the hub with this
+        self.credentials_updates = 0  # credentials PUTs, from the hub (rotation) or to it
         self.hub_endpoints: dict[tuple[str, str], str] = {}
         self.hub_party: tuple[str, str] | None = None
         self.counters = Counters()
@@ -116,6 +151,7 @@ class SimPlatform:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._base = ""
+        self._hub_versions_url = ""
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -196,11 +232,16 @@ class SimPlatform:
         code = answer.get("status_code") if isinstance(answer, dict) else None
         if not (200 <= status < 300 and isinstance(code, int) and 1000 <= code < 2000):
             self.counters.failed += 1
-            raise SimError(f"{method} {url}: HTTP {status}, {raw[:300]!r}")
+            raise SimError(
+                f"{method} {url}: HTTP {status}, {raw[:300]!r}",
+                http_status=status,
+                status_code=code if isinstance(code, int) else None,
+            )
         return answer.get("data") if isinstance(answer, dict) else None
 
     async def register(self, hub_versions_url: str, token_a: str) -> None:
         """The credentials handshake with the hub as Sender, then learn the hub's endpoints."""
+        self._hub_versions_url = hub_versions_url
         details = await self._discover(hub_versions_url, token_a)
         credentials_url = next(url for (module, _), url in details.items() if module == "credentials")
         theirs = await self.call("POST", credentials_url, body=self.credentials(), token=token_a)
@@ -208,6 +249,27 @@ class SimPlatform:
         self.hub_endpoints = await self._discover(hub_versions_url, theirs["token"])
         hub_role = next(r for r in theirs["roles"] if r["role"] == "HUB")
         self.hub_party = (hub_role["country_code"], hub_role["party_id"])
+
+    async def update_credentials(self) -> None:
+        """Credentials PUT to the hub (credentials §7.2.2): a new token for the hub to call us, a new one back.
+
+        The hub reads our endpoints with the new token during the PUT, so it is accepted from before the PUT; the old
+        one stays accepted until the hub calls a module with the new one, and comes back if the PUT fails.
+        """
+        if self.token_c is None:
+            raise SimError("not registered with the hub")
+        credentials_url = next(url for (module, _), url in self.hub_endpoints.items() if module == "credentials")
+        versions_url = self._hub_versions_url
+        old, self.previous_token_b = self.token_b, self.token_b
+        self.token_b = secrets.token_urlsafe(24)
+        try:
+            theirs = await self.call("PUT", credentials_url, body=self.credentials())
+        except SimError:
+            self.token_b, self.previous_token_b = old, None
+            raise
+        self.token_c = theirs["token"]
+        self.hub_endpoints = await self._discover(versions_url, theirs["token"])
+        self.credentials_updates += 1
 
     async def _discover(self, versions_url: str, token: str) -> dict[tuple[str, str], str]:
         versions = await self.call("GET", versions_url, token=token)
@@ -240,14 +302,18 @@ class SimPlatform:
 
     # ---- server side -------------------------------------------------------------------------------------------
 
-    def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        value = header.removeprefix("Token ").strip()
+    @staticmethod
+    def _presented(request: web.Request) -> set[str]:
+        """The token of the Authorization header, as sent and Base64-decoded (the hub may send either form)."""
+        value = request.headers.get("Authorization", "").removeprefix("Token ").strip()
         try:
-            decoded = base64.b64decode(value, validate=True).decode()
+            return {value, base64.b64decode(value, validate=True).decode()}
         except ValueError:
-            decoded = value
-        return self.token_b in (decoded, value)
+            return {value}
+
+    def _authorized(self, request: web.Request) -> bool:
+        accepted = {self.token_b} | ({self.previous_token_b} if self.previous_token_b else set())
+        return bool(self._presented(request) & accepted)
 
     async def _versions(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -273,18 +339,45 @@ class SimPlatform:
         if request.method == "DELETE":
             self.token_c = None
             return _reply()
+        if request.method == "PUT" and self.token_c is not None:
+            return await self._credentials_put(request)
         return _reply(status=405, status_code=2000, message="this platform registers itself")
+
+    async def _credentials_put(self, request: web.Request) -> web.Response:
+        """The hub renews the credentials (credentials §7.2.2 PUT, the hub as Sender): read its endpoints with the
+        token it sent, then answer with a new token for it; the old one works until the hub uses the new one."""
+        try:
+            body = await request.json()
+            token, versions_url = str(body["token"]), str(body["url"])
+            roles = list(body["roles"])
+        except (ValueError, KeyError, TypeError):
+            return _reply(status=400, status_code=2001, message="a Credentials object with token, url and roles")
+        try:
+            endpoints = await self._discover(versions_url, token)
+        except SimError as exc:
+            # Credentials §7.2.2: "the server ... shall respond with 3001 Unable to use the client's API".
+            return _reply(status_code=3001, message=f"cannot read the hub's endpoints with the new token: {exc}")
+        self.token_c, self.hub_endpoints, self._hub_versions_url = token, endpoints, versions_url
+        hub_role = next((r for r in roles if isinstance(r, dict) and r.get("role") == "HUB"), None)
+        if hub_role is not None:
+            self.hub_party = (hub_role["country_code"], hub_role["party_id"])
+        self.previous_token_b, self.token_b = self.token_b, secrets.token_urlsafe(24)
+        self.credentials_updates += 1
+        return _reply(self.credentials())
 
     async def _module(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return _reply(status=401, status_code=2000, message="unknown token")
         module = request.match_info["module"]
+        if self.previous_token_b is not None and self.token_b in self._presented(request):
+            self.previous_token_b = None  # the hub has switched to the new token: the old one dies now
         self.counters.received += 1
         self.counters.by_module[module] = self.counters.by_module.get(module, 0) + 1
         body = await request.json() if request.can_read_body else None
         tail = [p for p in request.match_info["tail"].split("/") if p]
         headers = _reply_headers(request)
-        return await self.handle(Incoming(request.method, module, tail, body, request.headers, headers))
+        incoming = Incoming(request.method, module, tail, body, request.headers, headers, dict(request.query))
+        return await self.handle(incoming)
 
     async def handle(self, call: Incoming) -> web.Response:
         """Default: keep what is pushed, answer GETs from it (subclasses handle their modules first)."""
@@ -323,6 +416,24 @@ class ChargeSession:
     evse_uid: str
     start: datetime
     authorization_reference: str
+    # COMMAND for START_SESSION; AUTH_REQUEST after a real-time authorization; WHITELIST from the token list.
+    auth_method: str = "COMMAND"
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """What the CPO decided when a driver presented a token at the charger (`SimCpo.swipe`)."""
+
+    uid: str
+    whitelist: str | None  # the token's WhitelistType as the CPO knows it; None: the CPO does not know the token
+    asked: bool  # whether the eMSP was asked in real time (through the hub)
+    allowed: str  # AllowedType: ALLOWED, BLOCKED, EXPIRED, NO_CREDIT, NOT_ALLOWED; or UNKNOWN / NO_ANSWER
+    authorization_reference: str | None = None
+    session_id: str | None = None
+
+
+#: Whitelist types for which the CPO asks the eMSP before charging (OCPI 2.2.1 §12.4.3).
+REALTIME_WHITELISTS: Final = frozenset({"NEVER", "ALLOWED_OFFLINE"})
 
 
 class SimCpo(SimPlatform):
@@ -336,6 +447,7 @@ class SimCpo(SimPlatform):
         self.cdrs_sent = 0
         self.mismatches_sent = 0
         self.commands_answered = 0
+        self.authorizations: list[Authorization] = []
         # Decides how long and how much a session charges: set by the world (kWh, minutes).
         self.plan: Callable[[str], tuple[Decimal, int]] = lambda _sid: (Decimal("10.00"), 60)
 
@@ -443,7 +555,7 @@ class SimCpo(SimPlatform):
             "start_date_time": stamp(session.start),
             "kwh": kwh,
             "cdr_token": self._cdr_token(session),
-            "auth_method": "COMMAND",
+            "auth_method": session.auth_method,
             "authorization_reference": session.authorization_reference,
             "location_id": session.location_id,
             "evse_uid": session.evse_uid,
@@ -467,6 +579,75 @@ class SimCpo(SimPlatform):
         wrong = self.mismatch_every > 0 and self.cdrs_sent % self.mismatch_every == 0
         await self.call("POST", self.hub_url("cdrs"), body=self.cdr(session, kwh, end, wrong=wrong), to=session.emsp)
 
+    def known_token(self, uid: str, token_type: str = "RFID") -> dict[str, Any] | None:
+        """A token the eMSPs pushed to us through the hub (the CPO's token cache, tokens module Receiver)."""
+        for key, value in self.objects.items():
+            token: dict[str, Any] = value if key.startswith("tokens/") and isinstance(value, dict) else {}
+            if token.get("uid") == uid and token.get("type", "RFID") == token_type:
+                return token
+        return None
+
+    async def swipe(self, uid: str, *, token_type: str = "RFID", location_index: int = 1) -> Authorization:
+        """A driver presents a token at the charger: authorize it as its whitelist type says, start a session if
+        allowed (pushed to the eMSP through the hub) and return the decision (OCPI 2.2.1 §12.4.3).
+
+        NEVER: only real-time authorization, no answer means no charge. ALLOWED_OFFLINE: real time, but allowed when
+        the eMSP cannot be reached. ALWAYS and ALLOWED: from the token list, without asking. Unknown token: real time,
+        the hub finds the eMSP by uid and type (open routing).
+        """
+        token = self.known_token(uid, token_type)
+        whitelist = str(token.get("whitelist")) if token is not None else None
+        if token is not None and whitelist not in REALTIME_WHITELISTS:
+            allowed = "ALLOWED" if token.get("valid") else "BLOCKED"
+            return await self._decided(
+                Authorization(uid, whitelist, False, allowed), token, "WHITELIST", location_index
+            )
+        location_id, evse_uid = self.location_id(location_index), f"{self.party.party_id}-EVSE{location_index}"
+        to = (token["country_code"], token["party_id"]) if token is not None else None
+        url = f"{self.hub_url('tokens', 'SENDER')}/{uid}/authorize?type={token_type}"
+        try:
+            info = await self.call("POST", url, body={"location_id": location_id, "evse_uids": [evse_uid]}, to=to)
+        except SimError as exc:
+            if not exc.unanswered:  # a refusal: 2004 unknown token, or the hub's 4001 unknown receiver
+                return await self._decided(Authorization(uid, whitelist, True, "UNKNOWN"), None, "", location_index)
+            # §12.4.3 ALLOWED_OFFLINE: "when the CPO cannot get a response from the eMSP ... allow this Token".
+            offline = "ALLOWED" if whitelist == "ALLOWED_OFFLINE" and token is not None else "NO_ANSWER"
+            decision = Authorization(uid, whitelist, True, offline)
+            return await self._decided(decision, token, "WHITELIST", location_index)
+        allowed = str(info.get("allowed"))
+        reference = info.get("authorization_reference")
+        decision = Authorization(uid, whitelist, True, allowed, reference if isinstance(reference, str) else None)
+        return await self._decided(decision, info.get("token") or token, "AUTH_REQUEST", location_index)
+
+    async def _decided(
+        self, decision: Authorization, token: dict[str, Any] | None, method: str, location_index: int
+    ) -> Authorization:
+        """Record the decision; when allowed, start the session and tell the eMSP (Session PUT through the hub)."""
+        if decision.allowed != "ALLOWED" or token is None:
+            self.authorizations.append(decision)
+            return decision
+        cc, pid = self.party.country_code, self.party.party_id
+        session_id = f"{pid}-S{len(self.sessions) + 1:04d}-{secrets.token_hex(2)}"
+        start = self.day_start + timedelta(minutes=(len(self.sessions) * 37) % (22 * 60))
+        reference = decision.authorization_reference or session_id
+        emsp = (token["country_code"], token["party_id"])
+        session = ChargeSession(
+            session_id, emsp, token, self.location_id(location_index), f"{pid}-EVSE{location_index}", start, reference,
+            auth_method=method,
+        )  # fmt: skip
+        self.sessions[session_id] = session
+        doc = self._session_doc(session, Decimal(0), None, "ACTIVE")
+        await self.call("PUT", f"{self.hub_url('sessions')}/{cc}/{pid}/{session_id}", body=doc, to=emsp)
+        decision = Authorization(
+            decision.uid, decision.whitelist, decision.asked, decision.allowed, reference, session_id
+        )
+        self.authorizations.append(decision)
+        return decision
+
+    async def unplug(self, session_id: str) -> None:
+        """The driver ends a session started at the charger: Session PATCH, then the CDR, to the eMSP."""
+        await self._stop(session_id)
+
     def cdr(self, session: ChargeSession, kwh: Decimal, end: datetime, *, wrong: bool = False) -> dict[str, Any]:
         """The CDR of a finished session; ``wrong`` states a price €0.50 too high (clearing shows a mismatch)."""
         location = self.location()
@@ -486,7 +667,7 @@ class SimCpo(SimPlatform):
             "end_date_time": stamp(end),
             "session_id": session.id,
             "cdr_token": self._cdr_token(session),
-            "auth_method": "COMMAND",
+            "auth_method": session.auth_method,
             "authorization_reference": session.authorization_reference,
             "cdr_location": {
                 "id": location["id"],
@@ -525,6 +706,13 @@ class SimEmsp(SimPlatform):
         self.day_start = day_start
         self.command_results: dict[str, str] = {}
         self.cdrs: dict[str, dict[str, Any]] = {}
+        # The WhitelistType of each token index (default ALLOWED), and token uids the eMSP refuses in real time.
+        self.whitelists: dict[int, str] = {}
+        self.blocked: set[str] = set()
+        # Real-time authorizations answered: authorization_reference → (uid, allowed, location references).
+        self.authorizations: dict[str, tuple[str, str, Any]] = {}
+        # Seconds the eMSP's backend takes to answer an authorization: above the hub's timeout it is "no answer".
+        self.authorize_delay = 0.0
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     def token(self, index: int = 1) -> dict[str, Any]:
@@ -537,9 +725,32 @@ class SimEmsp(SimPlatform):
             "contract_id": f"{cc}-{pid}-C{index:05d}",
             "issuer": self.party.name,
             "valid": True,
-            "whitelist": "ALLOWED",
+            "whitelist": self.whitelists.get(index, "ALLOWED"),
             "last_updated": stamp(self.day_start),
         }
+
+    def _own_token(self, uid: str, token_type: str) -> dict[str, Any] | None:
+        prefix = f"{self.party.party_id}-RFID"
+        if token_type != "RFID" or not uid.startswith(prefix) or not uid.removeprefix(prefix).isdigit():
+            return None
+        return self.token(int(uid.removeprefix(prefix)))
+
+    async def _authorize(self, call: Incoming) -> web.Response:
+        """Real-time authorization (OCPI 2.2.1 §12.2.2): ``POST .../{uid}/authorize[?type=TYPE]`` with optional
+        LocationReferences; an AuthorizationInfo (§12.3.1) back, or 404 with 2004 for a token we do not know."""
+        uid, token_type = call.tail[-2], call.query.get("type", "RFID")
+        if self.authorize_delay:
+            await asyncio.sleep(self.authorize_delay)
+        token = self._own_token(uid, token_type)
+        if token is None:
+            return _reply(status=404, status_code=2004, message=f"unknown token {uid}", headers=call.reply_headers)
+        allowed = "BLOCKED" if uid in self.blocked or not token["valid"] else "ALLOWED"
+        reference = f"AUTH-{secrets.token_hex(6)}"
+        self.authorizations[reference] = (uid, allowed, call.body)
+        info: dict[str, Any] = {"allowed": allowed, "token": token, "authorization_reference": reference}
+        if isinstance(call.body, dict) and call.body.get("location_id"):
+            info["location"] = call.body
+        return _reply(info, headers=call.reply_headers)
 
     async def publish(self, count: int = 3) -> None:
         cc, pid = self.party.country_code, self.party.party_id
@@ -586,6 +797,8 @@ class SimEmsp(SimPlatform):
         if module == "commands" and method == "POST":
             self.command_results[tail[-1] if tail else ""] = str((body or {}).get("result"))
             return _reply(headers=headers)
+        if module == "tokens" and method == "POST" and tail[-1:] == ["authorize"] and len(tail) >= 2:
+            return await self._authorize(call)
         if module == "sessions" and method == "PUT" and isinstance(body, dict):
             reference = body.get("authorization_reference")
             if isinstance(reference, str):
