@@ -8,6 +8,8 @@
 * ``ocpi-hub clearing terms set/list``, ``close-period [--period YYYY-MM]``, ``statement --period P [--party CC/PID]
   [--json]``, ``export --period P --format csv --out FILE``, ``reconcile --period P --party CC/PID --file F``,
   ``dispute open/resolve``: settlement (ADR 0208);
+* ``ocpi-hub clearing run-schedule [--grace SECONDS] [--json]``: the worker's clearing schedule once (intake of stored
+  CDRs, then every due period closed; ADR 0210);
 * ``ocpi-hub clearing rates set --period P --from USD --to EUR --rate 0.92 --date 2026-10-31 --source ECB`` and
   ``rates list --period P``: the period's reference rates for agreements that convert currencies (ADR 0209).
 
@@ -21,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -30,10 +32,10 @@ from typing import Any, Final, TypeVar
 import click
 import msgspec
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clearing.checks import check_cdr
 from clearing.document import RefusedPayload
@@ -46,6 +48,7 @@ from clearing.intake import (
     run_sync,
 )
 from clearing.pricing import InputError, PricingError, Tariff, decode_cdr, decode_tariffs, price_cdr
+from clearing.schedule import DEFAULT_GRACE, ScheduleResult, run_scheduled
 from clearing.settlement.exports import (
     EXPORT_SCHEMA_VERSION,
     ReconcileError,
@@ -89,6 +92,7 @@ __all__ = [
     "price_command",
     "rates_group",
     "reconcile_command",
+    "run_schedule_command",
     "settlement_commands",
     "show_command",
     "statement_command",
@@ -165,12 +169,17 @@ def _database_url() -> str:
 
 def _with_database(work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> T:
     """Run ``work`` against ``HUB_DATABASE_URL``; turn an unreachable or unmigrated database into a clear message."""
+    return _with_engine(lambda _engine, sessions: work(sessions))
+
+
+def _with_engine(work: Callable[[AsyncEngine, async_sessionmaker[AsyncSession]], Awaitable[T]]) -> T:
+    """`_with_database` for work that also needs the engine itself (e.g. for a cluster-wide lock)."""
     url = _database_url()
 
     async def main() -> T:
         engine = create_engine(url)
         try:
-            return await work(create_sessionmaker(engine))
+            return await work(engine, create_sessionmaker(engine))
         finally:
             await engine.dispose()
 
@@ -619,13 +628,85 @@ def export_command(period: str, fmt: str, out_file: Path, party: str | None) -> 
     fees_emsp, payable, engine_version, input_hash, vat_regime, vat_rate, vat_amount, vat_note, original_currency,
     original_excl_vat, original_incl_vat, fx_rate, fx_rate_date, fx_source (see clearing.settlement.exports).
     """
-    statements = _load_statements(period, _party_option(party))
-    if fmt == "xlsx":
-        rows = write_xlsx(statements, out_file)
-    else:
-        with out_file.open("w", newline="", encoding="utf-8") as handle:
-            rows = write_csv(statements, handle)
+    with _progress(Console(stderr=True)) as progress:
+        task = progress.add_task(f"exporting {period}", total=None)
+        statements = _load_statements(period, _party_option(party))
+        progress.update(task, total=sum(1 + len(st.lines) for st in statements))
+
+        def tracked() -> Iterator[StatementReport]:
+            for statement in statements:
+                yield statement
+                progress.advance(task, 1 + len(statement.lines))  # once the statement's rows are written
+
+        if fmt == "xlsx":
+            rows = write_xlsx(tracked(), out_file)
+        else:
+            with out_file.open("w", newline="", encoding="utf-8") as handle:
+                rows = write_csv(tracked(), handle)
     click.echo(f"wrote {rows} rows ({fmt}, schema {EXPORT_SCHEMA_VERSION}) to {out_file}", err=True)
+
+
+def _close_grace() -> timedelta:
+    """HUB_CLEARING_CLOSE_GRACE as the hub reads it (seconds, default a day); clearing does not import hub settings."""
+    value = os.environ.get("HUB_CLEARING_CLOSE_GRACE") or str(int(DEFAULT_GRACE.total_seconds()))
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise click.ClickException(f"HUB_CLEARING_CLOSE_GRACE must be a number of seconds, got {value!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise click.ClickException(f"HUB_CLEARING_CLOSE_GRACE must be zero or more seconds, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+@click.command("run-schedule")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds after a period's end before it closes; default HUB_CLEARING_CLOSE_GRACE, else 86400.",
+)
+@click.option("--batch-size", default=DEFAULT_BATCH_SIZE, show_default=True, type=click.IntRange(1, 10_000))
+@_JSON
+def run_schedule_command(grace: float | None, batch_size: int, as_json: bool) -> None:
+    """Run the clearing schedule once, as the worker does every minute: take in the CDRs the hub stored, then close
+    every period whose end plus the grace has passed. A run going on elsewhere makes this one skip."""
+    wait = _close_grace() if grace is None else timedelta(seconds=grace)
+    console = Console(stderr=True)
+
+    async def work(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> ScheduleResult:
+        with _progress(console) as progress:
+            taking = progress.add_task("taking in stored CDRs", total=None)
+            closing: list[TaskID] = []
+
+            def taken(batch: IntakeSummary) -> None:
+                progress.advance(taking, batch.seen)
+
+            def close(label: str) -> None:
+                closing.append(progress.add_task(f"closing {label}", total=None))
+
+            def advance(done: int, total: int) -> None:
+                progress.update(closing[-1], completed=done, total=total)
+
+            result = await run_scheduled(engine, sessions, SystemClock(), grace=wait, batch_size=batch_size,
+                                         progress=advance, intake_progress=taken, on_close=close)  # fmt: skip
+            progress.update(taking, total=result.intake.seen if result.intake else 0)
+            return result
+
+    try:
+        result = _with_engine(work)
+    except (NettingError, TermsError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        _echo_json(result)
+        return
+    if not result.ran:
+        click.echo("another clearing schedule run is going on; nothing done", err=True)
+        return
+    taken_in = result.intake.accepted if result.intake else 0
+    closed = ", ".join(c.period for c in result.closed) or "none"
+    click.echo(f"taken in: {taken_in} CDRs; closed: {closed}")
+    if result.close_skipped or result.error:
+        raise click.ClickException(result.error or result.close_skipped or "")
 
 
 @click.command("reconcile")
@@ -707,6 +788,7 @@ settlement_commands: Final = (
     export_command,
     reconcile_command,
     dispute_group,
+    run_schedule_command,
 )
 
 

@@ -198,9 +198,12 @@ async def run_scheduled(
     tolerance: Decimal = DEFAULT_TOLERANCE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int, int], None] | None = None,
+    intake_progress: Callable[[IntakeSummary], None] | None = None,
+    on_close: Callable[[str], None] | None = None,
 ) -> ScheduleResult:
     """One run of the clearing schedule: intake of stored CDRs, then every due period closed; safe to run anywhere,
-    any number of times (see the module docstring)."""
+    any number of times (see the module docstring). ``intake_progress`` gets each intake batch's summary,
+    ``on_close`` each due period's label before its close and ``progress`` the close's (done, total) CDRs."""
     now = clock.now()
     async with ClearingLock(engine, SCHEDULE_LOCK).hold() as held:
         if not held:
@@ -208,7 +211,9 @@ async def run_scheduled(
             return ScheduleResult(ran=False, at=now)
         result = ScheduleResult(ran=True, at=now)
         intake = ClearingService(clock, tolerance=tolerance)
-        result.intake = await run_sync(sessions, intake, batch_size=batch_size, actor=SCHEDULE_ACTOR)
+        result.intake = await run_sync(
+            sessions, intake, batch_size=batch_size, actor=SCHEDULE_ACTOR, progress=intake_progress
+        )
         async with ClearingLock(engine, CLOSE_LOCK).hold() as closing:
             if not closing:
                 result.close_skipped = "another close is running"
@@ -217,6 +222,8 @@ async def run_scheduled(
                 result.due = await due_periods(session, clock.now(), grace)
             settlement = SettlementService(clock, batch_size=batch_size)
             for label in result.due:
+                if on_close is not None:
+                    on_close(label)
                 try:
                     closed = await settlement.close_period(sessions, label, actor=SCHEDULE_ACTOR, progress=progress)
                 except PeriodError as exc:  # e.g. an earlier custom period still open: the next run tries again
