@@ -31,10 +31,14 @@ from hub.migrate import upgrade
 from hub.platform.clock import SystemClock
 from hub.platform.db import create_engine, create_sessionmaker
 from hub.settings import Settings, load_settings
+from hub.sim import pricing
 from hub.sim.platform import Party, SimCpo, SimEmsp, SimError, SimPlatform
 
 CPO_COUNTRIES = ("NL", "BE", "FR", "DE", "AT", "DK", "SE", "NO", "ES")
 EMSP_COUNTRIES = ("DE", "NL", "FR", "BE", "IT", "CH", "PL", "PT", "FI")
+#: Standard VAT rates (percent) the demo's domestic agreements are configured with: demo data, not tax advice.
+DEMO_VAT_RATES = {"NL": Decimal(21), "BE": Decimal(21), "FR": Decimal(20), "DE": Decimal(19), "AT": Decimal(20),
+                  "DK": Decimal(25), "SE": Decimal(25), "NO": Decimal(25), "ES": Decimal(21)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -212,11 +216,16 @@ async def run_demo(
         async with sessions() as session, session.begin():
             for cpo in cpos:
                 for emsp in emsps:
+                    # The demo operator configures each agreement's VAT regime (ADR 0209; the engine never infers
+                    # it): domestic VAT between parties of one country, reverse charge across borders.
+                    domestic = cpo.party.country_code == emsp.party.country_code
                     terms = Terms(
                         cpo=cpo.party.ref, emsp=emsp.party.ref, valid_from=period_start, currency="EUR",
                         approval_window_days=0,
                         fees={"per_session": FeeRule(rate=Decimal("0.05"), payer="cpo"),
                               "percent": FeeRule(rate=Decimal("0.5"), payer="emsp")},
+                        vat_regime="domestic" if domestic else "reverse_charge",
+                        vat_rate=DEMO_VAT_RATES.get(cpo.party.country_code, pricing.VAT) if domestic else None,
                     )  # fmt: skip
                     await settlement.set_terms(session, terms, actor="demo")
         report("clearing", 2, 3)
