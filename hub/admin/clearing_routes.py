@@ -14,7 +14,7 @@ import io
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +36,7 @@ from clearing.intake import (
     IntakeSummary,
     UnknownRecordError,
     iter_file,
+    run_sync,
 )
 from clearing.schedule import CLOSE_LOCK, ClearingLock
 from clearing.settlement.exports import ReconcileError, read_party_csv, reconcile, write_csv, write_xlsx
@@ -668,7 +669,74 @@ async def export_xlsx(
     )
 
 
+# --- reference rates (ADR 0209) and intake from the hub's store ----------------------------------------------------
+
+
+class RateIn(msgspec.Struct, forbid_unknown_fields=True):
+    base: str
+    quote: str
+    rate: Decimal
+    rate_date: date
+    source: str
+
+
+@get("/admin/api/clearing/periods/{label:str}/rates", operation_id="ClearingRates", tags=["clearing"])
+async def get_rates(request: Request[Any, Any, State], *, label: FromPath[str]) -> Response[bytes]:
+    """The period's reference exchange rates (for agreements that convert into a settlement currency)."""
+    await require_operator(request, READ_ROLES)
+    runtime = _runtime(request)
+    async with runtime.sessions() as session:
+        try:
+            return _json(await SettlementService(runtime.clock).rates(session, label))
+        except PeriodError as exc:
+            raise NotFoundException(str(exc)) from exc
+
+
+@post(
+    "/admin/api/clearing/periods/{label:str}/rates", operation_id="SetClearingRate", tags=["clearing"], status_code=201
+)
+async def set_rate(request: Request[Any, Any, State], *, label: FromPath[str]) -> Response[bytes]:
+    """Fix the period's rate: 1 ``base`` = ``rate`` ``quote`` on ``rate_date`` from ``source`` (the same pair and
+    source replaced); 409 once the period is closed (its rates are fixed)."""
+    operator = await require_operator(request, FINANCE_ROLES)
+    try:
+        body = msgspec.json.decode(await request.body(), type=RateIn)
+    except (msgspec.DecodeError, InvalidOperation) as exc:
+        raise ValidationException(str(exc)) from exc
+    runtime = _runtime(request)
+    async with runtime.sessions() as session, session.begin():
+        state = await session.scalar(select(PeriodRow.state).where(PeriodRow.label == label))
+        if state == "closed":
+            raise _conflict(PeriodError(f"period {label} is closed: its reference rates are fixed"))
+        try:
+            report = await SettlementService(runtime.clock).set_rate(
+                session, label, body.base, body.quote, body.rate, body.rate_date, body.source, actor=operator.name
+            )
+        except PeriodError as exc:
+            raise ValidationException(str(exc)) from exc
+        await _audit(request, session, operator, "clearing.rate.set", f"period:{label}", report)
+    return _json(report, status_code=201)
+
+
+@post("/admin/api/clearing/sync", operation_id="ClearingSync", tags=["clearing"], status_code=200)
+async def sync_store(request: Request[Any, Any, State], *, limit: FromQuery[int | None] = None) -> Response[bytes]:
+    """Take in now the CDRs the hub stored that clearing has not taken in yet (the schedule does it every minute);
+    ``limit`` stops after that many. Answers the intake summary."""
+    operator = await require_operator(request, FINANCE_ROLES)
+    if limit is not None and limit < 1:
+        raise ValidationException("limit must be 1 or more")
+    runtime = _runtime(request)
+    summary = await run_sync(runtime.sessions, ClearingService(runtime.clock), limit=limit, actor=operator.name)
+    async with runtime.sessions() as session, session.begin():
+        counts = {key: value for key, value in msgspec.to_builtins(summary).items() if key != "file_sha256"}
+        await _audit(request, session, operator, "clearing.sync", "clearing:intake", counts)
+    return _json(summary)
+
+
 ROUTES = [
+    get_rates,
+    set_rate,
+    sync_store,
     list_terms,
     get_terms,
     terms_in_force,

@@ -15,6 +15,7 @@ from clearing.models import ClearingCdrRow
 from clearing.schedule import CLOSE_LOCK, ClearingLock
 from clearing.settlement.exports import EXPORT_COLUMNS
 from clearing.settlement.service import SettlementService
+from hub.objects.service import ObjectStore
 from hub.platform.clock import SystemClock
 from tests.clearing.samples import dump
 from tests.clearing.test_settlement import make
@@ -216,5 +217,64 @@ async def test_the_new_routes_are_in_the_openapi_schema(hub: HubServer) -> None:
         ("/admin/api/clearing/periods", "get"),
         ("/admin/api/clearing/periods/{label}/close", "post"),
         ("/admin/api/clearing/periods/{label}/export.xlsx", "get"),
+        ("/admin/api/clearing/periods/{label}/rates", "get"),
+        ("/admin/api/clearing/periods/{label}/rates", "post"),
+        ("/admin/api/clearing/sync", "post"),
     ):
         assert method in paths.get(path, {}), path
+
+
+async def test_terms_carry_the_vat_regime_and_conversion(hub: HubServer) -> None:
+    url = f"{hub.url}{API}/terms"
+    domestic = {**TERMS, "vat_regime": "domestic", "vat_rate": 21, "settlement_currency": "eur", "rate_source": "ECB"}
+    status, created = await _call("POST", url, json_body=domestic)
+    assert status == 201, created
+    assert (created["vat_regime"], created["vat_rate"], created["rate_source"]) == ("domestic", 21, "ECB")
+    status, answer = await _call("POST", url, json_body={**TERMS, "vat_regime": "none"})
+    assert (status, "VAT regime" in answer["detail"]) == (400, True)
+    status, answer = await _call("POST", url, json_body={**TERMS, "vat_regime": "domestic"})
+    assert (status, "domestic VAT needs a rate" in answer["detail"]) == (400, True)
+
+
+async def test_reference_rates_per_period(hub: HubServer, january: None) -> None:
+    viewer, finance = await _key(hub, "vera", "viewer"), await _key(hub, "fin", "finance")
+    url = f"{hub.url}{API}/periods/2026-01/rates"
+    rate = {"base": "usd", "quote": "EUR", "rate": 0.92, "rate_date": "2026-01-31", "source": "ECB"}
+    assert (await _call("GET", url))[0] == 404, "no period 2026-01 yet"
+    assert (await _call("POST", url, json_body=rate, headers=viewer))[0] == 403
+    for bad, why in (
+        ({**rate, "rate": -1}, "positive"),
+        ({**rate, "quote": "USD"}, "two different currencies"),
+        ({**rate, "base": "DOLLAR"}, "ISO 4217"),
+        ({**rate, "rate_date": "end of January"}, "date"),
+        ({**rate, "fx": 1}, "fx"),
+    ):
+        status, answer = await _call("POST", url, json_body=bad, headers=finance)
+        assert (status, why in answer["detail"]) == (400, True), (why, answer)
+    assert (await _call("POST", f"{hub.url}{API}/periods/january/rates", json_body=rate))[0] == 400
+    status, fixed = await _call("POST", url, json_body=rate, headers=finance)
+    assert status == 201, fixed
+    assert (fixed["base"], fixed["quote"], fixed["rate"], fixed["set_by"]) == ("USD", "EUR", 0.92, "fin")
+    status, listed = await _call("GET", url, headers=viewer)
+    assert (status, [(r["base"], r["rate_date"]) for r in listed]) == (200, [("USD", "2026-01-31")])
+    assert await _audit(hub, "period:2026-01") == [("clearing.rate.set", "fin")]
+    assert (await _call("POST", f"{hub.url}{API}/periods/2026-01/close"))[0] == 200
+    status, answer = await _call("POST", url, json_body={**rate, "rate": 0.9}, headers=finance)
+    assert (status, "fixed" in answer["detail"]) == (409, True)
+
+
+async def test_sync_takes_in_what_the_hub_stored(hub: HubServer) -> None:
+    viewer, finance = await _key(hub, "vera", "viewer"), await _key(hub, "fin", "finance")
+    store, sessions = ObjectStore(SystemClock()), async_sessionmaker(hub.engine)
+    async with sessions() as session, session.begin():
+        for doc in (make("S1"), make("S2"), make("S3")):
+            await store.store_cdr(session, "NL", "CPO", dump(doc))
+    url = f"{hub.url}{API}/sync"
+    assert (await _call("POST", url, headers=viewer))[0] == 403
+    assert (await _call("POST", f"{url}?limit=0", headers=finance))[0] == 400
+    status, first = await _call("POST", f"{url}?limit=2", headers=finance)
+    assert (status, first["seen"], first["accepted"]) == (200, 2, 2)
+    status, rest = await _call("POST", url, headers=finance)
+    assert (status, rest["seen"], rest["accepted"]) == (200, 1, 1)
+    assert (await _call("POST", url, headers=finance))[1]["seen"] == 0, "nothing is taken in twice"
+    assert await _audit(hub, "clearing:intake") == [("clearing.sync", "fin")] * 3
