@@ -39,7 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from clearing.intake import DEFAULT_BATCH_SIZE, ClearingService, IntakeSummary, run_sync
 from clearing.models import ClearingCdrRow
 from clearing.settlement.models import AdjustmentRow, PeriodRow
+from clearing.settlement.netting import NettingError
 from clearing.settlement.service import CloseResult, PeriodError, SettlementService, month_bounds
+from clearing.settlement.terms import TermsError
 from clearing.verification import DEFAULT_TOLERANCE
 from hub.platform.clock import Clock
 
@@ -226,7 +228,9 @@ async def run_scheduled(
                     on_close(label)
                 try:
                     closed = await settlement.close_period(sessions, label, actor=SCHEDULE_ACTOR, progress=progress)
-                except PeriodError as exc:  # e.g. an earlier custom period still open: the next run tries again
+                # Refused (an earlier custom period still open, a missing reference rate) or an invariant that does not
+                # hold: the close rolled back, the period stays due, and the next run tries again after the fix.
+                except (PeriodError, NettingError, TermsError) as exc:
                     result.error = f"{label}: {exc}"
                     log.warning("scheduled close refused", period=label, error=str(exc))
                     break

@@ -4,7 +4,7 @@ end plus the grace has passed, once cluster-wide; on PostgreSQL and SQLite, and 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -218,3 +218,28 @@ def test_settings_grace_and_interval() -> None:
         load_settings({"HUB_SECRET_KEY": "k", "HUB_CLEARING_CLOSE_GRACE": "a day"})
     with pytest.raises(SettingsError, match="HUB_CLEARING_INTERVAL must be positive"):
         load_settings({"HUB_SECRET_KEY": "k", "HUB_CLEARING_INTERVAL": "0"})
+
+
+async def test_a_refused_close_is_reported_and_retried_by_the_next_run(
+    sessions: async_sessionmaker[AsyncSession], clearing_engine: AsyncEngine
+) -> None:
+    """The agreement converts USD into EUR at ECB rates; January's close waits for January's rate."""
+    clock = FixedClock(datetime(2026, 1, 20, tzinfo=UTC))
+    terms = Terms(cpo="NL/CPO", emsp="DE/MSP", valid_from=datetime(2025, 1, 1, tzinfo=UTC), currency="EUR",
+                  approval_window_days=0, settlement_currency="EUR", rate_source="ECB")  # fmt: skip
+    settlement = SettlementService(clock)
+    async with sessions() as session, session.begin():
+        await settlement.set_terms(session, terms, actor="test")
+    await _store(sessions, clock, make("X1", "10.00", currency="USD"))
+    clock.advance(datetime(2026, 2, 3, tzinfo=UTC) - clock.now())
+    refused = await run_scheduled(clearing_engine, sessions, clock, grace=GRACE)
+    assert refused.closed == []
+    assert refused.error is not None
+    assert refused.error.startswith("2026-01: no USD/EUR reference rate from ECB")
+    async with sessions() as session, session.begin():
+        await settlement.set_rate(session, "2026-01", "USD", "EUR", Decimal("0.9"), date(2026, 1, 30), "ECB", actor="t")
+    retried = await run_scheduled(clearing_engine, sessions, clock, grace=GRACE)
+    assert ([c.period for c in retried.closed], retried.error) == (["2026-01"], None)
+    async with sessions() as session:
+        [statement] = await settlement.statements(session, "2026-01")
+    assert (statement.currency, statement.payable) == ("EUR", Decimal("9.00"))
