@@ -28,6 +28,7 @@ from hub.platform.logging import configure_logging
 from hub.platform.web import EXCEPTION_HANDLERS, OcpiAsgiWrapper
 from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings, load_settings
+from hub.ui import router as ui_router
 from hub.worker import build_background, delivery_hooks
 from routing import outbox
 from routing.asgi import RoutingApp
@@ -114,6 +115,7 @@ def create_app(
             *party_controllers.ROUTES,
             *admin_controllers.ROUTES,
             *admin_clearing_routes.ROUTES,
+            ui_router,  # the dashboard, /ui/ (Litestar routes it; the OCPI fast path never sees it)
             live,
             ready,
             metrics,

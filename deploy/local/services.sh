@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start PostgreSQL and Redis for the test suite when they are installed but not running; install them (Debian packages
-# postgresql and redis-server) when they are missing. Idempotent: on a machine where both already answer on
-# 127.0.0.1:5432 and 127.0.0.1:6379 it does nothing.
+# postgresql and redis-server) when they are missing, and Chromium (package chromium) for the dashboard's browser
+# tests. Idempotent: on a machine where all three are there and both services answer on 127.0.0.1:5432 and
+# 127.0.0.1:6379 it does nothing.
 set -euo pipefail
 
 SUDO=""
@@ -11,6 +12,8 @@ installed_pg=0
 missing=()
 command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The dashboard's browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "services: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq

@@ -71,6 +71,19 @@ async def operator_for_key(sessions: async_sessionmaker[AsyncSession], key: str)
     return None if row is None else Operator(row.id, row.name, row.role)
 
 
+async def operator_by_id(sessions: async_sessionmaker[AsyncSession], key_id: int) -> Operator | None:
+    """The operator of a key that is still valid (a dashboard session names its key; a revoked key ends it)."""
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                select(OperatorKey.id, OperatorKey.name, OperatorKey.role).where(
+                    OperatorKey.id == key_id, OperatorKey.revoked_at.is_(None)
+                )
+            )
+        ).first()
+    return None if row is None else Operator(row.id, row.name, row.role)
+
+
 # ---- operator key management ------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,123 @@
+"""Read-only listings of clearing for operator screens (the dashboard): settlement periods with their state and
+statement count, and clearing records (CDRs) with their state dimensions, newest first.
+
+The single-object reads (one CDR's report, one period, its statements, disputes) stay with their services
+(`clearing.intake.ClearingService`, `clearing.settlement.service.SettlementService`); this module only lists.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import msgspec
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clearing.models import ClearingCdrRow
+from clearing.settlement.models import PeriodRow, StatementRow
+from clearing.settlement.terms import parse_party
+
+__all__ = ["CdrSummary", "PeriodSummary", "list_cdrs", "list_periods"]
+
+
+class PeriodSummary(msgspec.Struct, frozen=True, kw_only=True):
+    label: str
+    start: datetime
+    end: datetime
+    state: str
+    closed_at: datetime | None
+    closed_by: str | None
+    statements: int
+
+
+class CdrSummary(msgspec.Struct, frozen=True, kw_only=True):
+    country_code: str
+    party_id: str
+    cdr_id: str
+    emsp: str | None
+    credit: bool
+    end_date_time: datetime | None
+    currency: str | None
+    total_cost_incl_vat: Decimal | None
+    total_energy: Decimal | None
+    validation_state: str
+    pricing_state: str
+    commercial_state: str
+    settlement_state: str
+    error_count: int
+    warning_count: int
+
+
+async def list_periods(session: AsyncSession, *, limit: int = 100) -> list[PeriodSummary]:
+    """Periods, the latest first, each with how many statements it has."""
+    count = (
+        select(func.count()).select_from(StatementRow).where(StatementRow.period_id == PeriodRow.id).scalar_subquery()
+    )
+    query = select(PeriodRow, count).order_by(PeriodRow.start.desc(), PeriodRow.id.desc()).limit(limit)
+    return [
+        PeriodSummary(
+            label=period.label,
+            start=period.start,
+            end=period.end,
+            state=period.state,
+            closed_at=period.closed_at,
+            closed_by=period.closed_by,
+            statements=int(statements),
+        )
+        for period, statements in (await session.execute(query)).tuples()
+    ]
+
+
+async def list_cdrs(
+    session: AsyncSession,
+    *,
+    party: str | None = None,
+    cdr_id: str | None = None,
+    pricing_state: str | None = None,
+    validation_state: str | None = None,
+    limit: int = 100,
+) -> list[CdrSummary]:
+    """Clearing records, the latest taken in first. ``party`` (``CC/PID``, `TermsError` if malformed) keeps the CDRs
+    where it is the CPO or the eMSP; ``cdr_id`` matches the CDR id exactly."""
+    query = select(ClearingCdrRow)
+    if party is not None:
+        cc, pid = parse_party(party)
+        query = query.where(
+            or_(
+                # Stored as the CPO sent them; OCPI compares these case-insensitively.
+                and_(func.upper(ClearingCdrRow.country_code) == cc, func.upper(ClearingCdrRow.party_id) == pid),
+                and_(
+                    func.upper(ClearingCdrRow.emsp_country_code) == cc, func.upper(ClearingCdrRow.emsp_party_id) == pid
+                ),
+            )
+        )
+    if cdr_id:
+        query = query.where(ClearingCdrRow.cdr_id == cdr_id)
+    if pricing_state:
+        query = query.where(ClearingCdrRow.pricing_state == pricing_state)
+    if validation_state:
+        query = query.where(ClearingCdrRow.validation_state == validation_state)
+    rows = await session.scalars(query.order_by(ClearingCdrRow.id.desc()).limit(limit))
+    return [
+        CdrSummary(
+            country_code=row.country_code,
+            party_id=row.party_id,
+            cdr_id=row.cdr_id,
+            emsp=f"{row.emsp_country_code}/{row.emsp_party_id}"
+            if row.emsp_country_code and row.emsp_party_id
+            else None,
+            credit=row.credit,
+            end_date_time=row.end_date_time,
+            currency=row.currency,
+            total_cost_incl_vat=row.total_cost_incl_vat,
+            total_energy=row.total_energy,
+            validation_state=row.validation_state,
+            pricing_state=row.pricing_state,
+            commercial_state=row.commercial_state,
+            settlement_state=row.settlement_state,
+            error_count=row.error_count,
+            warning_count=row.warning_count,
+        )
+        for row in rows
+    ]
