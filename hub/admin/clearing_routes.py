@@ -38,7 +38,7 @@ from clearing.intake import (
     iter_file,
     run_sync,
 )
-from clearing.schedule import CLOSE_LOCK, ClearingLock
+from clearing.schedule import CLOSE_LOCK, ClearingLock, due_periods
 from clearing.settlement.exports import ReconcileError, read_party_csv, reconcile, write_csv, write_xlsx
 from clearing.settlement.models import PeriodRow, StatementRow, TermsRow
 from clearing.settlement.netting import NettingError
@@ -733,7 +733,29 @@ async def sync_store(request: Request[Any, Any, State], *, limit: FromQuery[int 
     return _json(summary)
 
 
+@get("/admin/api/clearing/schedule", operation_id="ClearingSchedule", tags=["clearing"])
+async def get_schedule(request: Request[Any, Any, State]) -> Response[bytes]:
+    """How the clearing schedule runs here and what it would close now: ``due`` lists the periods (existing, or
+    calendar months still to create) whose end plus the grace has passed and that are not closed yet."""
+    await require_operator(request, READ_ROLES)
+    runtime = _runtime(request)
+    settings = runtime.settings
+    now = runtime.clock.now()
+    async with runtime.sessions() as session:
+        due = await due_periods(session, now, timedelta(seconds=settings.clearing_close_grace))
+    return _json(
+        {
+            "runs": "worker cron, every minute" if settings.redis_url else "in-process timer",
+            "interval_seconds": 60.0 if settings.redis_url else settings.clearing_interval,
+            "close_grace_seconds": settings.clearing_close_grace,
+            "now": now,
+            "due": due,
+        }
+    )
+
+
 ROUTES = [
+    get_schedule,
     get_rates,
     set_rate,
     sync_store,

@@ -220,6 +220,7 @@ async def test_the_new_routes_are_in_the_openapi_schema(hub: HubServer) -> None:
         ("/admin/api/clearing/periods/{label}/rates", "get"),
         ("/admin/api/clearing/periods/{label}/rates", "post"),
         ("/admin/api/clearing/sync", "post"),
+        ("/admin/api/clearing/schedule", "get"),
     ):
         assert method in paths.get(path, {}), path
 
@@ -278,3 +279,17 @@ async def test_sync_takes_in_what_the_hub_stored(hub: HubServer) -> None:
     assert (status, rest["seen"], rest["accepted"]) == (200, 1, 1)
     assert (await _call("POST", url, headers=finance))[1]["seen"] == 0, "nothing is taken in twice"
     assert await _audit(hub, "clearing:intake") == [("clearing.sync", "fin")] * 3
+
+
+async def test_the_schedule_says_what_is_due(hub: HubServer, january: None) -> None:
+    viewer = await _key(hub, "vera", "viewer")
+    assert (await _call("GET", f"{hub.url}{API}/schedule", headers={}))[0] == 401
+    status, schedule = await _call("GET", f"{hub.url}{API}/schedule", headers=viewer)
+    assert status == 200
+    assert (schedule["runs"], schedule["interval_seconds"], schedule["close_grace_seconds"]) == (
+        "in-process timer", 3600.0, 86400.0
+    )  # fmt: skip
+    assert schedule["due"][0] == "2026-01", "January's CDRs make January (and the months after it) due"
+    assert (await _call("POST", f"{hub.url}{API}/periods/2026-01/close"))[0] == 200
+    status, schedule = await _call("GET", f"{hub.url}{API}/schedule", headers=viewer)
+    assert "2026-01" not in schedule["due"]
