@@ -519,7 +519,10 @@ def demo(  # noqa: PLR0917 - click passes every option as an argument
                 _print_json(summary(result))
             else:
                 print_result(Console(file=sys.stdout), result)
-            err.print(f"Hub running at {result.hub_url} (admin API {result.admin_url}); Ctrl-C to stop.")
+            err.print(
+                f"Hub running at {result.hub_url}: dashboard {result.dashboard_url} (sign in with the key"
+                f" {result.admin_key}), admin API {result.admin_url}; Ctrl-C to stop."
+            )
 
         from rich.progress import Progress
 

@@ -33,6 +33,7 @@ def summary(result: DemoResult) -> dict[str, Any]:
         "hub_url": result.hub_url,
         "admin_url": result.admin_url,
         "admin_key": result.admin_key,
+        "dashboard_url": result.dashboard_url,
         "platforms": result.platforms,
         "sessions": {
             "requested": result.sessions_requested,
@@ -91,5 +92,6 @@ def print_result(console: Console, result: DemoResult) -> None:
         for party, amount in sorted(parties.items(), key=lambda item: Decimal(item[1])):
             net.add_row(currency, party, amount)
     console.print(net)
+    console.print(f"Dashboard: {result.dashboard_url}  (sign in with the key {result.admin_key})")
     console.print(f"Admin API: {result.admin_url}  (Authorization: Bearer {result.admin_key})")
     console.print(f"Data in {result.folder} (removed when the demo ends)")

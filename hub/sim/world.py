@@ -56,7 +56,8 @@ class DemoOptions:
 class DemoResult:
     hub_url: str
     admin_url: str
-    admin_key: str
+    admin_key: str  # an admin operator key: the admin API's Bearer key and the dashboard's sign-in key
+    dashboard_url: str
     folder: str
     period: str
     platforms: list[dict[str, Any]] = field(default_factory=list)
@@ -138,6 +139,7 @@ async def run_demo(
         hub_url=settings.public_url,
         admin_url=f"{settings.public_url}/admin/api",
         admin_key=settings.admin_token or "",
+        dashboard_url=f"{settings.public_url}/ui/",
         folder=str(Path(database).parent),
         period=period,
     )

@@ -79,9 +79,11 @@ def traffic_chart(traffic: TrafficSummary, *, width: int = 760, height: int = 24
         if 0 <= index < traffic.minutes:
             counts[index, row.module] = counts.get((index, row.module), 0) + row.requests
             totals[index] += row.requests
-    # Four gridlines at whole, readable steps (requests are counted, so never half a request).
-    step = max(1.0, nice_ceiling(max(totals, default=0) / 4))
-    peak = step * 4
+    # Up to five gridlines at whole, readable steps (requests are counted, so never half a request).
+    highest = max(totals, default=0)
+    step = max(1.0, nice_ceiling(highest / 5))
+    ticks = max(1, math.ceil(highest / step))
+    peak = step * ticks
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="traffic-title">',
         f'<title id="traffic-title">Requests into the hub per minute and module, last {traffic.minutes} minutes'
@@ -90,9 +92,9 @@ def traffic_chart(traffic: TrafficSummary, *, width: int = 760, height: int = 24
         *(_pattern(f"tp-{i}", series_style(i)[1], series_style(i)[0]) for i in range(len(modules))),
         "</defs>",
     ]
-    for tick in range(5):
-        value = peak * tick / 4
-        y = top + plot_h - plot_h * tick / 4
+    for tick in range(ticks + 1):
+        value = step * tick
+        y = top + plot_h - plot_h * tick / ticks
         label = f"{value:g}" if value < 10_000 else f"{value / 1000:g}k"
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')

@@ -3,15 +3,13 @@ filters, and the security headers every page carries."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from jinja2 import ChainableUndefined, Environment, PackageLoader, Undefined, select_autoescape
 from litestar import Request, Response
 from litestar.datastructures import State
-
-from hub.platform.clock import iso_utc
 
 # No script runs on the dashboard; styles and images come from the hub itself (inline SVG is markup, not style).
 CSP: Final = (
@@ -41,8 +39,9 @@ def when(value: object) -> str:
             return value
     if not isinstance(moment, datetime):
         return str(value)
-    text = iso_utc(moment) or ""
-    return text[:19].replace("T", " ") + " UTC"
+    if moment.tzinfo is None:  # stored timestamps are UTC (UtcDateTime); a naive one can only be UTC too
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _number(value: object) -> Decimal | None:

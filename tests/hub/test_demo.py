@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -62,6 +63,7 @@ async def test_demo_registers_roams_and_clears() -> None:
     assert all(D(positions[emsp]) < 0 for emsp in ("DE/MS1", "NL/MS2") if emsp in positions), "eMSPs pay"
     assert summary["admin_url"].endswith("/admin/api")
     assert summary["admin_key"]
+    assert summary["dashboard_url"] == summary["hub_url"] + "/ui/"
 
 
 @pytest.mark.slow
@@ -71,6 +73,8 @@ async def test_demo_prints_tables() -> None:
     for text in ("Platforms registered with the hub", "Sessions: 2 of 2 completed", "Statements", "Net positions"):
         assert text in result.stdout
     assert "Admin API: http://127.0.0.1:" in result.stdout
+    # Rich wraps long lines to the terminal width: any whitespace may separate the words.
+    assert re.search(r"Dashboard: http://127\.0\.0\.1:\d+/ui/\s+\(sign\s+in\s+with\s+the\s+key\s+\S+\)", result.stdout)
 
 
 @pytest.mark.parametrize("kwh", ["0.01", "7.77", "12.345", "22.5", "45.00"])

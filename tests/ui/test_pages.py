@@ -196,6 +196,8 @@ async def test_every_page_shows_real_data(world: World) -> None:
     assert "<svg" in page
     assert "Requests into the hub per minute" in page
     assert "locations" in page
+    assert f"/ui/clearing/periods/{PERIOD}" in page, "the latest period, from the overview"
+    assert (await admin.get("/ui/?minutes=180"))[0] == 200
     assert (await admin.get("/ui"))[0] == 200, "/ui and /ui/ are the same page (the hub ignores trailing slashes)"
 
     status, page = await admin.get("/ui/parties?q=ema")
@@ -267,6 +269,8 @@ async def test_downloads_are_the_clearing_export(world: World) -> None:
 @pytest.mark.parametrize(
     ("path", "status", "text"),
     [
+        ("/ui/?minutes=7", 400, "minutes must be one of 10, 30, 60, 180"),
+        ("/ui/?minutes=x", 400, "minutes must be a whole number"),
         ("/ui/messages?ocpi_status=abc", 400, "ocpi_status must be a whole number"),
         ("/ui/messages?since=yesterday", 400, "since must be a date and time"),
         ("/ui/messages/trace", 400, "a correlation id is required"),
