@@ -1,24 +1,29 @@
-"""Read-only listings of clearing for operator screens (the dashboard): settlement periods with their state and
-statement count, and clearing records (CDRs) with their state dimensions, newest first.
+"""Read-only views of clearing for operator screens (the dashboard): settlement periods with their state and
+statement count, clearing records (CDRs) with their state dimensions, newest first, and a matched CDR's pricing
+explanation recomputed for display.
 
 The single-object reads (one CDR's report, one period, its statements, disputes) stay with their services
-(`clearing.intake.ClearingService`, `clearing.settlement.service.SettlementService`); this module only lists.
+(`clearing.intake.ClearingService`, `clearing.settlement.service.SettlementService`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clearing.document import RefusedPayload, parse_cdr
+from clearing.matching import Snapshot
 from clearing.models import ClearingCdrRow
+from clearing.pricing import InputError, PricingError, price_cdr
 from clearing.settlement.models import PeriodRow, StatementRow
 from clearing.settlement.terms import parse_party
 
-__all__ = ["CdrSummary", "PeriodSummary", "list_cdrs", "list_periods"]
+__all__ = ["CdrSummary", "PeriodSummary", "explain_price", "list_cdrs", "list_periods"]
 
 
 class PeriodSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,3 +126,42 @@ async def list_cdrs(
         )
         for row in rows
     ]
+
+
+async def explain_price(
+    session: AsyncSession, country_code: str, party_id: str, cdr_id: str, *, time_zone: str
+) -> dict[str, Any] | None:
+    """The engine's lines, step and limit adjustments for a CDR, recomputed now with the tariffs clearing resolves for
+    it and the time zone of its price check; None when there is no such record or it cannot be priced.
+
+    The price check keeps this explanation only when the totals differ (ADR 0205: a match can be recomputed); an
+    operator opening a matched CDR still wants to see how the price is made up.
+    """
+    raw = await session.scalar(
+        select(ClearingCdrRow.raw).where(
+            func.upper(ClearingCdrRow.country_code) == country_code.upper(),
+            func.upper(ClearingCdrRow.party_id) == party_id.upper(),
+            ClearingCdrRow.cdr_id == cdr_id,
+        )
+    )
+    if raw is None:
+        return None
+    try:
+        parsed = parse_cdr(raw)
+    except RefusedPayload:
+        return None
+    if parsed.view is None:
+        return None
+    resolution = (await Snapshot.load(session, [parsed])).resolve_tariffs(parsed)
+    if not resolution.tariffs:
+        return None
+    try:
+        result = price_cdr(parsed.view, resolution.tariffs, time_zone)
+    except (PricingError, InputError):
+        return None
+    keep = (Decimal, datetime)
+    return {
+        "lines": msgspec.to_builtins(result.lines, builtin_types=keep),
+        "step_adjustments": msgspec.to_builtins(result.step_adjustments, builtin_types=keep),
+        "limit_adjustments": msgspec.to_builtins(result.limit_adjustments, builtin_types=keep),
+    }

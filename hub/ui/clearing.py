@@ -14,7 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from clearing.browse import list_cdrs, list_periods
+from clearing.browse import explain_price, list_cdrs, list_periods
 from clearing.intake import ClearingService, UnknownRecordError
 from clearing.settlement.service import PeriodError, SettlementService, StatementReport
 from clearing.settlement.terms import TermsError, parse_party
@@ -110,12 +110,18 @@ async def cdr(
             raise UiError(status_code=404, detail=str(exc)) from exc
         key = f"{report.record['country_code']}/{report.record['party_id']}/{report.record['cdr_id']}"
         disputes = [d for d in await SettlementService(runtime.clock).disputes(session) if d.cdr == key]
-    price = report.price or {}
-    explanation = price.get("explanation") or {}
+        price = report.price or {}
+        explanation = price.get("explanation") or {}
+        recomputed = price.get("outcome") == "matched" and not explanation and bool(price.get("time_zone"))
+        if recomputed:
+            record = report.record
+            explanation = await explain_price(session, record["country_code"], record["party_id"],
+                                              record["cdr_id"], time_zone=price["time_zone"]) or {}  # fmt: skip
     return page(request, "cdr.html", user=user, section="clearing", report=report, record=report.record,
                 price=price, lines=explanation.get("lines") or [],
                 steps=explanation.get("step_adjustments") or [], limits=explanation.get("limit_adjustments") or [],
-                disputes=disputes, notice=request.query_params.get("done") == "dispute")  # fmt: skip
+                disputes=disputes, recomputed=recomputed and bool(explanation),
+                notice=request.query_params.get("done") == "dispute")  # fmt: skip
 
 
 @post(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from clearing.browse import list_cdrs, list_periods
+from clearing.browse import explain_price, list_cdrs, list_periods
 from clearing.intake import ClearingService
 from clearing.settlement.service import SettlementService
 from clearing.settlement.terms import Terms, TermsError
@@ -41,3 +41,15 @@ async def test_periods_and_cdrs(sessions: async_sessionmaker[AsyncSession], cloc
         assert len(await list_cdrs(session, limit=1)) == 1
         with pytest.raises(TermsError):
             await list_cdrs(session, party="NLCPO")
+
+
+async def test_a_matched_cdrs_price_is_explained_again(db: AsyncSession, service: ClearingService) -> None:
+    await take_in(db, service, make("A1", "4.00"))
+    report = await service.report(db, "NL", "CPO", "A1")
+    assert report.price is not None
+    assert (report.price["outcome"], report.price["explanation"]) == ("matched", None), "kept only for differences"
+    explanation = await explain_price(db, "nl", "cpo", "A1", time_zone=report.price["time_zone"])
+    assert explanation is not None
+    [line] = explanation["lines"]
+    assert (line["dimension"], line["volume"], line["excl_vat"]) == ("ENERGY", 16, 4)
+    assert await explain_price(db, "NL", "CPO", "NOPE", time_zone="UTC") is None

@@ -241,6 +241,10 @@ async def test_every_page_shows_real_data(world: World) -> None:
     assert 'id="differences"' in page
     assert "total_cost" in page
     assert 'id="findings"' in page
+    status, page = await admin.get("/ui/clearing/cdrs/NL/CPA/A1")
+    assert status == 200
+    assert "recomputed now" in page, "a matched CDR's breakdown is recomputed for display"
+    assert 'id="breakdown"' in page
 
     status, page = await admin.get("/ui/downloads")
     assert status == 200
