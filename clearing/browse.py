@@ -23,7 +23,7 @@ from clearing.pricing import InputError, PricingError, price_cdr
 from clearing.settlement.models import PeriodRow, StatementRow
 from clearing.settlement.terms import parse_party
 
-__all__ = ["CdrSummary", "PeriodSummary", "explain_price", "list_cdrs", "list_periods"]
+__all__ = ["CdrSummary", "PeriodSummary", "explain_price", "list_cdrs", "list_periods", "statement_parties"]
 
 
 class PeriodSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,6 +72,20 @@ async def list_periods(session: AsyncSession, *, limit: int = 100) -> list[Perio
         )
         for period, statements in (await session.execute(query)).tuples()
     ]
+
+
+async def statement_parties(session: AsyncSession, labels: list[str]) -> dict[str, list[str]]:
+    """Per period label, the parties (``CC/PID``) that have a statement in it as CPO or eMSP, sorted; reads no lines."""
+    query = (
+        select(PeriodRow.label, StatementRow.cpo_country_code, StatementRow.cpo_party_id,
+               StatementRow.emsp_country_code, StatementRow.emsp_party_id)
+        .join(PeriodRow, PeriodRow.id == StatementRow.period_id)
+        .where(PeriodRow.label.in_(labels))
+    )  # fmt: skip
+    found: dict[str, set[str]] = {label: set() for label in labels}
+    for label, cpo_cc, cpo_pid, emsp_cc, emsp_pid in (await session.execute(query)).tuples():
+        found[label] |= {f"{cpo_cc}/{cpo_pid}", f"{emsp_cc}/{emsp_pid}"}
+    return {label: sorted(parties) for label, parties in found.items()}
 
 
 async def list_cdrs(

@@ -14,7 +14,7 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from clearing.browse import explain_price, list_cdrs, list_periods
+from clearing.browse import explain_price, list_cdrs, list_periods, statement_parties
 from clearing.intake import ClearingService, UnknownRecordError
 from clearing.settlement.service import PeriodError, SettlementService, StatementReport
 from clearing.settlement.terms import TermsError, parse_party
@@ -75,13 +75,12 @@ async def period(request: Request[Any, Any, State], label: FromPath[str]) -> Res
         try:
             row = await settlement.period(session, label)
             statements = await settlement.statements(session, label, party)
-            everyone = statements if party is None else await settlement.statements(session, label)
         except PeriodError as exc:
             raise UiError(status_code=404, detail=str(exc)) from exc
+        parties = (await statement_parties(session, [label]))[label]
     netting = row.netting or {}
     charts = [(currency, net_positions_chart(rows, currency)) for currency, rows in _positions(netting) if rows]
     payments = [p for p in netting.get("payments", []) if party is None or party in (p.get("payer"), p.get("payee"))]
-    parties = sorted({s.cpo for s in everyone} | {s.emsp for s in everyone})
     return page(request, "period.html", user=user, section="clearing", period=row, statements=statements,
                 charts=charts, payments=payments, party=party, parties=parties,
                 hub_fees=netting.get("hub_fees", {}), totals=_totals(statements))  # fmt: skip

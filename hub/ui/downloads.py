@@ -13,7 +13,7 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from clearing.browse import list_periods
+from clearing.browse import list_periods, statement_parties
 from clearing.settlement.exports import write_csv, write_xlsx
 from clearing.settlement.service import PeriodError, SettlementService, StatementReport
 from hub.ui.auth import UiError, require_user, runtime_of
@@ -26,14 +26,9 @@ XLSX: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet
 @get("/downloads", name="ui-downloads", include_in_schema=False)
 async def downloads(request: Request[Any, Any, State]) -> Response[str]:
     user = await require_user(request)
-    runtime = runtime_of(request)
-    settlement = SettlementService(runtime.clock)
-    async with runtime.sessions() as session:
+    async with runtime_of(request).sessions() as session:
         periods = [p for p in await list_periods(session) if p.statements]
-        parties = {}
-        for p in periods:
-            statements = await settlement.statements(session, p.label)
-            parties[p.label] = sorted({s.cpo for s in statements} | {s.emsp for s in statements})
+        parties = await statement_parties(session, [p.label for p in periods])
     return page(request, "downloads.html", user=user, section="downloads", periods=periods, parties=parties)
 
 

@@ -36,6 +36,12 @@ async def static(request: Request[Any, Any, State], name: FromPath[str]) -> Resp
     return Response(body, media_type=ASSETS[name], headers=headers)
 
 
+@get("/{rest:path}", name="ui-not-found", include_in_schema=False)
+async def not_found(request: Request[Any, Any, State], rest: FromPath[str]) -> Response[bytes]:
+    # Unknown dashboard paths get the dashboard's HTML 404 rather than the admin API's JSON one.
+    raise UiError(status_code=404, detail=f"no page {request.url.path}")
+
+
 router = Router(
     path="/ui",
     route_handlers=[
@@ -47,6 +53,7 @@ router = Router(
         *clearing.ROUTES,
         *downloads.ROUTES,
         static,
+        not_found,
     ],
     exception_handlers=auth.EXCEPTION_HANDLERS,
     include_in_schema=False,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from clearing.browse import explain_price, list_cdrs, list_periods
+from clearing.browse import explain_price, list_cdrs, list_periods, statement_parties
 from clearing.intake import ClearingService
 from clearing.settlement.service import SettlementService
 from clearing.settlement.terms import Terms, TermsError
@@ -30,6 +30,9 @@ async def test_periods_and_cdrs(sessions: async_sessionmaker[AsyncSession], cloc
     async with sessions() as session:
         [period] = await list_periods(session)
         assert (period.label, period.state, period.closed_by, period.statements) == ("2026-01", "closed", "test", 2)
+        assert await statement_parties(session, ["2026-01", "2025-12"]) == {
+            "2026-01": ["DE/MSP", "FR/CPF", "NL/CPO"], "2025-12": [],
+        }  # fmt: skip
         everything = await list_cdrs(session)
         assert [c.cdr_id for c in everything] == ["F1", "M1", "A1"], "the latest taken in first"
         assert {c.cdr_id: c.pricing_state for c in everything}["M1"] == "mismatch"
