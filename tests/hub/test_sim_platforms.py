@@ -83,7 +83,13 @@ async def test_a_simulated_platform_updates_its_credentials_with_the_hub(hub: Hu
         cdr = await emsp.charge(cpo, 1)
         assert cdr["cdr_token"]["uid"] == "MS1-RFID001"
         assert emsp.previous_token_b is None
-        # A credentials PUT on a platform the hub does not know is refused by the hub, and the sim keeps its token.
+        # A PUT the hub refuses (a token it does not know) leaves the sim's own token as it was.
+        current_b, current_c = emsp.token_b, emsp.token_c
+        emsp.token_c = "not-a-token-of-the-hub"
+        with pytest.raises(SimError) as refused:
+            await emsp.update_credentials()
+        assert (refused.value.http_status, emsp.token_b, emsp.previous_token_b) == (401, current_b, None)
+        emsp.token_c = current_c
         stranger = SimEmsp(Party("FR", "MS9", "EMSP", "Stranger"), day_start=DAY)
         with pytest.raises(SimError, match="not registered"):
             await stranger.update_credentials()
