@@ -571,6 +571,8 @@ async def intake(
             _, payloads = await asyncio.to_thread(iter_file, path)
         except (RefusedPayload, msgspec.DecodeError) as exc:
             message = exc.message if isinstance(exc, RefusedPayload) else f"the body is not JSON: {exc}"
+            if suffix == ".json":
+                message += " (one CDR per line is NDJSON: send it with Content-Type: application/x-ndjson)"
             raise ValidationException(message) from exc
         ref = f"admin-api:{operator.name}"[:255]
         for number, batch in enumerate(_batches(payloads, batch_size), start=1):

@@ -103,6 +103,8 @@ async def test_intake_uploads_json_and_ndjson_in_batches_with_a_result_per_cdr(h
     assert (status, "empty" in answer["detail"]) == (400, True)
     status, answer = await _call("POST", url, data=b"[{not json", headers=finance)
     assert (status, "detail" in answer) == (400, True)
+    status, answer = await _call("POST", url, data=dump(batch[0]) + b"\n" + dump(batch[1]), headers=finance)
+    assert (status, "application/x-ndjson" in answer["detail"]) == (400, True), "NDJSON sent as JSON: say so"
     assert (await _call("POST", f"{url}?results=some", data=dump(batch)))[0] == 400
     assert (await _call("POST", f"{url}?batch_size=0", data=dump(batch)))[0] == 400
 
