@@ -369,13 +369,16 @@ class ClearingService:
                 rejections.append((index, item, "invalid", exc.message, None, None))
         existing = await self._existing(session, {cdr.key for _, _, cdr in parsed})
         fresh: list[tuple[int, IntakeItem, ParsedCdr]] = []
-        in_batch: dict[CdrKey, ParsedCdr] = {}
+        in_batch: dict[CdrKey, tuple[IntakeItem, ParsedCdr]] = {}
         links: list[tuple[int, int]] = []
+        # Replays of a CDR first seen earlier in this batch: they name its record (and link a store row to it) once
+        # it is written, exactly as they would in a later batch.
+        replays: list[tuple[int, CdrKey, int | None]] = []
         for index, item, cdr in parsed:
             known = existing.get(cdr.key)
             first = in_batch.get(cdr.key)
             if known is not None or first is not None:
-                same = known.content_hash if known is not None else first.content_hash if first else None
+                same = known.content_hash if known is not None else first[1].content_hash if first else None
                 if same == cdr.content_hash:
                     outcomes[index] = IntakeOutcome(
                         status="duplicate",
@@ -385,6 +388,9 @@ class ClearingService:
                     )
                     if known is not None and item.store_row_id is not None and known.store_row_id is None:
                         links.append((known.id, item.store_row_id))
+                    if known is None and first is not None:
+                        linked = item.store_row_id if first[0].store_row_id is None else None
+                        replays.append((index, cdr.key, linked))
                 else:
                     message = (
                         f"CDR {cdr.label} was already taken in with different content; CDRs cannot be changed, "
@@ -392,7 +398,7 @@ class ClearingService:
                     )
                     rejections.append((index, item, "conflict", message, cdr, known.id if known else None))
                 continue
-            in_batch[cdr.key] = cdr
+            in_batch[cdr.key] = (item, cdr)
             fresh.append((index, item, cdr))
 
         snapshot = await Snapshot.load(session, [cdr for _, _, cdr in fresh])
@@ -416,6 +422,18 @@ class ClearingService:
                 validation_state=entry.evaluation.validation_state,
                 pricing_state=entry.evaluation.price.outcome,
             )
+        for index, key, store_row_id in replays:
+            record_id = ids.get(key)
+            replayed = outcomes[index]
+            if record_id is not None and replayed is not None:
+                outcomes[index] = msgspec.structs.replace(replayed, record_id=record_id)
+                if store_row_id is not None:
+                    links.append((record_id, store_row_id))
+        rejections = [
+            (index, item, reason, message, refused,
+             ids.get(refused.key) if record_id is None and refused is not None else record_id)
+            for index, item, reason, message, refused, record_id in rejections
+        ]  # fmt: skip
         written = [(entry, ids[entry.cdr.key]) for _, _, entry in assessed if entry.cdr.key in ids]
         await self._write_details(session, written, now)
         await self._link_credits(session, written, now, actor)

@@ -219,6 +219,10 @@ def resolve_tariffs(
 # --- the batch snapshot ------------------------------------------------------------------------------------------
 
 
+def _by_key(known: KnownCdr) -> CdrKey:
+    return known.key
+
+
 def _owner(cdr: ParsedCdr) -> tuple[str, str]:
     return cdr.key[0], cdr.key[1]
 
@@ -492,8 +496,10 @@ class Snapshot:
             session=self.sessions.get((*owner, session_id)) if session_id is not None else None,
             token=self.tokens.get(token_key) if token_key is not None else None,
             location=self.location_of(cdr),
-            same_session=tuple(same_session),
-            look_alikes=tuple(self._look_alikes(me)),
+            # In key order: the database returns them in no particular order, and what is stored must not depend
+            # on where batch boundaries fell (ADR 0211).
+            same_session=tuple(sorted(same_session, key=_by_key)),
+            look_alikes=tuple(sorted(self._look_alikes(me), key=_by_key)),
             original=original,
             other_credits=tuple(other_credits),
         )
