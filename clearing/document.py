@@ -48,6 +48,7 @@ _PATH_PART: Final = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 
 CdrKey = tuple[str, str, str]
 _KEY: Final = ("country_code", "party_id", "id")
+_ZERO: Final = Decimal(0)
 
 
 class RefusedPayload(ValueError):  # noqa: N818 - an outcome, not a programming error
@@ -118,20 +119,42 @@ def _drop_nulls(value: Any) -> Any:
 
 
 def _canonical(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {name: _canonical(item) for name, item in value.items() if item is not None}
-    if isinstance(value, list):
+    # Dispatch on the exact type first: this walk runs over every member of every CDR taken in (ADR 0211).
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is dict:
+        return _canonical_dict(value)
+    if kind is list:
         return [_canonical(item) for item in value]
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return value
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     # 1.5 == 1.50 == 15E-1 and 2 == 2.0; -0 is 0.
-    return Decimal(0) if number == 0 else number.normalize()
+    return _ZERO if number == 0 else number.normalize()
+
+
+def _canonical_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """`_canonical` of an object, with strings and Decimals (most members) handled inline: same result, about
+    twice as fast, since it saves a call per member."""
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        kind = type(item)
+        if kind is str:
+            out[name] = item
+        elif kind is dict:
+            out[name] = _canonical_dict(item)
+        elif kind is Decimal:
+            out[name] = _ZERO if item == 0 else item.normalize()
+        elif item is not None:
+            out[name] = _canonical(item)
+    return out
 
 
 def canonical_hash(doc: Any) -> str:
     """SHA-256 of the JSON value with sorted keys, ``null`` members dropped and numbers normalised."""
-    return hashlib.sha256(_CANONICAL.encode(_canonical(doc))).hexdigest()
+    value = _canonical_dict(doc) if type(doc) is dict else _canonical(doc)
+    return hashlib.sha256(_CANONICAL.encode(value)).hexdigest()
 
 
 def load_json(raw: bytes) -> Any:
@@ -182,12 +205,13 @@ def parse_cdr(raw: bytes, *, require_key: bool = True) -> ParsedCdr:
     loaded = load_json(raw)
     if not isinstance(loaded, dict):
         raise RefusedPayload(f"a CDR must be a JSON object, got {type(loaded).__name__}")
-    doc: dict[str, Any] = _drop_nulls(loaded)
+    # Without the bytes "null" the payload has no null member to drop (the walk copies the whole document).
+    doc: dict[str, Any] = _drop_nulls(loaded) if b"null" in raw else loaded
     key = _key(doc, required=require_key)
     view: Cdr | None = None
     view_error: str | None = None
     try:
-        view = cdr_from_builtins(doc)
+        view = cdr_from_builtins(doc, nulls_dropped=True)
     except InputError as exc:
         view_error = str(exc)
     return ParsedCdr(
@@ -219,6 +243,8 @@ def key_of(doc: Mapping[str, Any], *path: str) -> str | None:
 
 def number(value: Any) -> Decimal | None:
     """A JSON number as `Decimal` (ints too); None for anything else, booleans included."""
+    if type(value) is Decimal:  # the common case, first: the rules ask about seventy times per CDR
+        return value if value.is_finite() else None
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         return None
     number_ = Decimal(value)

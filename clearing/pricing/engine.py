@@ -21,7 +21,7 @@ The module is pure: no I/O, no clock, no global state; Decimal arithmetic runs i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import (
     ROUND_CEILING,
@@ -400,11 +400,16 @@ class _Session:
         if period.end <= period.start:
             return
         energy = max(period.volumes.get("ENERGY", ZERO), ZERO)
-        at_end = replace(
-            situation,
-            local=(period.end - _EPSILON_TIME).astimezone(self.zone),
-            duration_s=situation.duration_s + _seconds(period.end - period.start - _EPSILON_TIME),
-            energy_kwh=situation.energy_kwh + (energy - _EPSILON_KWH if energy > 0 else ZERO),
+        # Built field by field: dataclasses.replace was a tenth of the engine's time (ADR 0211).
+        at_end = Situation(
+            (period.end - _EPSILON_TIME).astimezone(self.zone),
+            situation.duration_s + _seconds(period.end - period.start - _EPSILON_TIME),
+            situation.energy_kwh + (energy - _EPSILON_KWH if energy > 0 else ZERO),
+            situation.min_current,
+            situation.max_current,
+            situation.min_power,
+            situation.max_power,
+            situation.reservation,
         )
         other, _ = self.choose(tariff, _COMPONENT_FOR[dimension], at_end, report=False)
         other_index = None if other is None else other.element_index
@@ -455,10 +460,15 @@ class _Session:
                 min_power=period.readings.get("MIN_POWER"),
                 max_power=period.readings.get("MAX_POWER"),
             )
-            reserved = replace(
-                base,
-                duration_s=max(_seconds(period.start - self.start), ZERO),
-                reservation=reservation_state,
+            reserved = Situation(
+                local,
+                max(_seconds(period.start - self.start), ZERO),
+                energy_so_far,
+                base.min_current,
+                base.max_current,
+                base.min_power,
+                base.max_power,
+                reservation_state,
             )
             # FLAT: once per session, and once for the reservation (ADR 0101, decisions 6 and 9).
             if period.is_reservation and not reservation_flat:

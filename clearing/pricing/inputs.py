@@ -263,9 +263,12 @@ def _prepare_tariff(obj: Any) -> Any:
     return _mark_unknown_restrictions(_strip_nulls(obj))
 
 
-def _prepare_cdr(obj: Any) -> Any:
-    obj = _strip_nulls(obj)
-    if isinstance(obj, dict) and isinstance(obj.get("tariffs"), list):
+def _prepare_cdr(obj: Any, nulls_dropped: bool = False) -> Any:
+    has_tariffs = isinstance(obj, dict) and isinstance(obj.get("tariffs"), list)
+    if nulls_dropped and not has_tariffs:
+        return obj  # nothing to strip or mark: convert reads it as it is, without a copy
+    obj = _strip_nulls(obj)  # a copy: the caller's object is never changed
+    if has_tariffs:
         obj["tariffs"] = [_mark_unknown_restrictions(tariff) for tariff in obj["tariffs"]]
     return obj
 
@@ -296,9 +299,12 @@ def tariffs_from_builtins(obj: Any) -> list[Tariff]:
     return [tariff_from_builtins(obj)]
 
 
-def cdr_from_builtins(obj: Any) -> Cdr:
-    """Build a `Cdr` view from decoded JSON (dicts, lists, numbers as Decimal, int, float or str)."""
-    return _convert(_prepare_cdr(obj), Cdr, "CDR")
+def cdr_from_builtins(obj: Any, *, nulls_dropped: bool = False) -> Cdr:
+    """Build a `Cdr` view from decoded JSON (dicts, lists, numbers as Decimal, int, float or str).
+
+    ``nulls_dropped``: the caller already removed every ``null`` member (clearing's parse does), which saves a copy.
+    """
+    return _convert(_prepare_cdr(obj, nulls_dropped), Cdr, "CDR")
 
 
 def decode_tariff(data: bytes | str) -> Tariff:

@@ -14,6 +14,7 @@ restrictions held or failed, and reports restrictions it could not evaluate (tho
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -85,14 +86,21 @@ def number(value: Decimal) -> str:
     return text if text != "-0" else "0"
 
 
-def _parse_time(value: str, name: str, verdict: Verdict) -> time | None:
+@functools.lru_cache(maxsize=1024)
+def _hh_mm(value: str) -> time | None:
+    # A tariff's few time strings are read for every element choice of every CDR: parse each once.
     match = _TIME.match(value.strip())
-    if match is None:
+    return None if match is None else time(int(match.group(1)), int(match.group(2)))
+
+
+def _parse_time(value: str, name: str, verdict: Verdict) -> time | None:
+    parsed = _hh_mm(value)
+    if parsed is None:
         verdict.issues.append(
             Issue("RESTRICTION_NOT_EVALUABLE", f"{name} {value!r} is not HH:MM; the restriction is ignored")
         )
         return None
-    return time(int(match.group(1)), int(match.group(2)))
+    return parsed
 
 
 def _parse_date(value: str, name: str, verdict: Verdict) -> date | None:
@@ -108,7 +116,7 @@ def _parse_date(value: str, name: str, verdict: Verdict) -> date | None:
 def _time_window(restrictions: TariffRestrictions, now: time, verdict: Verdict) -> None:
     start = _parse_time(restrictions.start_time, "start_time", verdict) if restrictions.start_time else None
     end = _parse_time(restrictions.end_time, "end_time", verdict) if restrictions.end_time else None
-    shown = now.strftime("%H:%M:%S") if now.second or now.microsecond else now.strftime("%H:%M")
+    shown = f"{now.hour:02d}:{now.minute:02d}" + (f":{now.second:02d}" if now.second or now.microsecond else "")
     if start is not None and end is not None:
         if start == end:
             # The spec is silent; "the whole day" is the fail-safe reading (ADR 0101, decision 4).

@@ -79,6 +79,8 @@ class Rule:
         except Exception as exc:  # a rule's bug must not stop the intake of a whole batch
             message = f"the rule could not be evaluated: {type(exc).__name__}: {exc}"
             return [Finding(code=self.code, severity=Severity.WARNING, message=message, pointer="")]
+        if not issues:  # most rules find nothing
+            return []
         return [
             Finding(code=self.code, severity=self.severity, message=issue.message, pointer=issue.pointer)
             for issue in issues
@@ -105,9 +107,16 @@ def rule(code: str, severity: Severity, title: str, *, catalogue: str, store: bo
 
 def run_rules(facts: Facts, rules: Sequence[Rule] | None = None) -> list[Finding]:
     """Every finding of ``rules`` (default: all) for the CDR, in rule order."""
+    global _last_dimensions  # noqa: PLW0603 - the cache lives for one call of run_rules only
     findings: list[Finding] = []
-    for item in RULES if rules is None else rules:
-        findings.extend(item.run(facts))
+    _last_dimensions = (None, ())  # a document changed since the last call must not get a stale answer
+    try:
+        for item in RULES if rules is None else rules:
+            found = item.run(facts)
+            if found:
+                findings.extend(found)
+    finally:
+        _last_dimensions = (None, ())
     return findings
 
 
@@ -127,8 +136,25 @@ def pointer(*parts: str | int) -> str:
     return "".join(f"/{escape_pointer(part)}" for part in parts)
 
 
-def dimensions(doc: Mapping[str, Any]) -> Iterator[tuple[int, int, str, Decimal]]:
+Dimension = tuple[int, int, str, Decimal]
+# The last document `dimensions` read and its answer: six rules ask for the same CDR's dimensions one after another.
+# Held as one tuple, so a reader sees a document with its own answer; the reference keeps the document alive, so
+# an identity match cannot be a new document at a reused address. `run_rules` empties it before and after.
+_last_dimensions: tuple[Mapping[str, Any] | None, tuple[Dimension, ...]] = (None, ())
+
+
+def dimensions(doc: Mapping[str, Any]) -> Iterator[Dimension]:
     """(period index, dimension index, upper-case type, volume) of every numeric dimension of every period."""
+    global _last_dimensions  # noqa: PLW0603 - a one-entry cache, see above
+    last = _last_dimensions
+    if last[0] is doc:
+        return iter(last[1])
+    found = tuple(_dimensions(doc))
+    _last_dimensions = (doc, found)
+    return iter(found)
+
+
+def _dimensions(doc: Mapping[str, Any]) -> Iterator[Dimension]:
     periods = doc.get("charging_periods")
     if not isinstance(periods, list):
         return

@@ -15,6 +15,7 @@ Design choices:
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -195,8 +196,13 @@ class DateTime(datetime):
         return cls(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_datetime(text: str) -> DateTime:
-    """Parse an OCPI DateTime string (types §16.2); raise ValueError with a precise reason."""
+    """Parse an OCPI DateTime string (types §16.2); raise ValueError with a precise reason.
+
+    Cached: a CDR names the same moments many times (its start, its first period, the session's), and clearing
+    reads each several times; a `DateTime` is immutable, so sharing one is safe. Errors are not cached.
+    """
     match = _DATETIME_RE.fullmatch(text)
     if match is None:
         if _OFFSET_RE.search(text):
