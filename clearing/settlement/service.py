@@ -33,11 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defer
 
 from clearing.models import ClearingCdrRow, ClearingEventRow, ClearingPriceCheckRow
 from clearing.settlement.models import (
@@ -196,6 +197,20 @@ def _builtins(value: Any) -> Any:
     return msgspec.to_builtins(value, builtin_types=(Decimal, datetime))
 
 
+def _core(model: Any) -> Table:
+    """A model's Core table: executemany through Core is several times faster than the ORM's bulk insert."""
+    return cast("Table", model.__table__)
+
+
+#: Columns the close never reads: deferred, so streaming a million records does not carry their payloads.
+_UNUSED_IN_CLOSE: Final = (
+    defer(ClearingCdrRow.raw),
+    defer(ClearingCdrRow.links),
+    defer(ClearingPriceCheckRow.explanation),
+    defer(ClearingPriceCheckRow.warnings),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Period:
     id: int
@@ -211,6 +226,8 @@ class _Pending:
     lines: list[dict[str, Any]] = field(default_factory=list)
     settled: list[int] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    # CDRs pending past their approval window, approved by this close: one UPDATE per batch, not one per CDR.
+    approved: list[int] = field(default_factory=list)
     terms: dict[tuple[str, str], tuple[int | None, Terms]] = field(default_factory=dict)
     # The period's reference rates read so far, by (base, quote, source): few, read once per close.
     rates: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -593,8 +610,8 @@ class SettlementService:
         found = open_statements[key] = _Accumulator(int(statement_id or 0), terms_id, terms)
         return found
 
-    async def _eligibility(
-        self, session: AsyncSession, record: ClearingCdrRow, terms: Terms, disputed: bool, actor: str
+    def _eligibility(
+        self, record: ClearingCdrRow, terms: Terms, disputed: bool, actor: str, pending: _Pending
     ) -> tuple[bool, str]:
         """Whether the CDR settles now and why (a short code that also enters the hash)."""
         state = record.commercial_state
@@ -609,12 +626,12 @@ class SettlementService:
             if deadline > self._clock.now():
                 return False, "awaiting_approval"
             check_commercial_transition("pending", "approved")
-            await session.execute(
-                update(ClearingCdrRow).where(ClearingCdrRow.id == record.id).values(commercial_state="approved")
-            )
-            await self._event(
-                session, record.id, "commercial", "pending", "approved", actor,
-                f"approval window of {terms.approval_window_days} days passed on {deadline.isoformat()}",
+            pending.approved.append(record.id)
+            pending.events.append(
+                {"record_id": record.id, "at": self._clock.now(), "dimension": "commercial", "from_state": "pending",
+                 "to_state": "approved", "actor": actor,
+                 "reason": f"approval window of {terms.approval_window_days} days passed on {deadline.isoformat()}",
+                 "details": None}
             )  # fmt: skip
             return True, "auto_approved"
         return False, state
@@ -646,6 +663,8 @@ class SettlementService:
                 await session.execute(
                     select(ClearingCdrRow, ClearingPriceCheckRow)
                     .outerjoin(ClearingPriceCheckRow, ClearingPriceCheckRow.record_id == ClearingCdrRow.id)
+                    # The payload and the links are the bulk of a record and no line needs them.
+                    .options(*_UNUSED_IN_CLOSE)
                     .where(base, ClearingCdrRow.id > last_id)
                     .order_by(ClearingCdrRow.id)
                     .limit(self.batch_size)
@@ -653,7 +672,7 @@ class SettlementService:
             ).all()
             if not rows:
                 break
-            pending.lines, pending.settled, pending.events = [], [], []
+            pending.lines, pending.settled, pending.events, pending.approved = [], [], [], []
             for record, check in rows:
                 await self._cdr_line(
                     session, period, open_statements, record, check, record.id in disputed_ids, actor, pending
@@ -678,8 +697,17 @@ class SettlementService:
 
     @staticmethod
     async def _write(session: AsyncSession, pending: _Pending) -> None:
+        # Core executemany (not the ORM's bulk insert) and no session synchronisation: the batch's objects are
+        # expunged right after, and evaluating each UPDATE against them cost more than the SQL.
+        if pending.approved:
+            await session.execute(
+                update(ClearingCdrRow)
+                .where(ClearingCdrRow.id.in_(pending.approved))
+                .values(commercial_state="approved")
+                .execution_options(synchronize_session=False)
+            )
         if pending.lines:
-            await session.execute(insert(StatementLineRow), pending.lines)
+            await session.execute(insert(_core(StatementLineRow)), pending.lines)
         if pending.settled:
             await session.execute(
                 update(ClearingCdrRow)
@@ -688,7 +716,7 @@ class SettlementService:
                 .execution_options(synchronize_session=False)
             )
         if pending.events:
-            await session.execute(insert(ClearingEventRow), pending.events)
+            await session.execute(insert(_core(ClearingEventRow)), pending.events)
 
     async def _cdr_line(  # noqa: PLR0917 - one CDR of the close
         self,
@@ -709,7 +737,7 @@ class SettlementService:
         emsp = _party((record.emsp_country_code or "").upper(), (record.emsp_party_id or "").upper())
         if (cpo, emsp) not in pending.terms:
             pending.terms[cpo, emsp] = await self.terms_for(session, cpo, emsp, period.start)
-        included, why = await self._eligibility(session, record, pending.terms[cpo, emsp][1], disputed, actor)
+        included, why = self._eligibility(record, pending.terms[cpo, emsp][1], disputed, actor, pending)
         if not included and late:
             return  # listed in its own period already; it settles when it becomes eligible
         target, fx = await self._target(session, period, pending, pending.terms[cpo, emsp][1], currency.upper())
