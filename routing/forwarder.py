@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiohttp
-
 from hub.ocpi.envelope import OcpiStatus, envelope_bytes
 from hub.platform.http import HttpResult, PartnerCallError, PartnerClient
+from hub.platform.http1 import BrokenResponse, ConnectFailed
 from routing.messagelog import MessageLog, MessageRecord
 from routing.table import PlatformRoute
 
@@ -173,16 +172,16 @@ def _call_failure(exc: PartnerCallError, timeout: float) -> HubRoutingError:
     if exc.timed_out:
         return HubRoutingError(OcpiStatus.TIMEOUT_ON_FORWARDED_REQUEST, f"receiver did not answer within {timeout:g} s")
     cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientConnectionError | OSError):
+    if isinstance(cause, OSError):
         return HubRoutingError(OcpiStatus.CONNECTION_PROBLEM, f"receiver unreachable: {_reason(cause)}")
     return HubRoutingError(OcpiStatus.HUB_ERROR, f"receiver answered with a broken HTTP response: {_reason(cause)}")
 
 
 def _reason(cause: BaseException | None) -> str:
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        return f"cannot connect ({cause.os_error.strerror or cause.os_error.__class__.__name__})"
-    if isinstance(cause, aiohttp.ClientResponseError):
-        return f"{cause.__class__.__name__}: {cause.message}"
+    if isinstance(cause, ConnectFailed):
+        return f"cannot connect ({cause.strerror or cause.__class__.__name__})"
+    if isinstance(cause, BrokenResponse | OSError):
+        return f"{cause.__class__.__name__}: {cause}"
     return cause.__class__.__name__ if cause is not None else "unknown error"
 
 

@@ -1,6 +1,7 @@
-"""The hub's outbound HTTP client: one pooled aiohttp session per process (DESIGN §11: the client sets the ceiling).
+"""The hub's outbound HTTP client: one connection pool per process (DESIGN §11: the client sets the ceiling).
 
-Callers get raw bytes back; decoding is theirs, and only as deep as they need.
+Callers get raw bytes back; decoding is theirs, and only as deep as they need. The transport is
+:mod:`hub.platform.http1`, a lean HTTP/1.1 client, because this call sits on the path of every routed request.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ import asyncio
 import uuid
 from collections.abc import Mapping
 
-import aiohttp
 import msgspec
 
 from hub.ocpi.headers import encode_token
+from hub.platform.http1 import BrokenResponse, Http1Client
 
 
 class PartnerCallError(Exception):
@@ -26,7 +27,7 @@ class PartnerCallError(Exception):
 
 class HttpResult(msgspec.Struct, frozen=True):
     status: int
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # names in lower case
     body: bytes
     request_id: str = ""  # the X-Request-ID this call carried (a new one per hop, transport §4.2.1)
 
@@ -34,28 +35,10 @@ class HttpResult(msgspec.Struct, frozen=True):
 class PartnerClient:
     def __init__(self, *, default_timeout: float = 10.0, max_connections: int = 200) -> None:
         self._default_timeout = default_timeout
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300)
-            # auto_decompress stays on; raise_for_status off: partner error statuses are answers, not exceptions.
-            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
-        return self._session
-
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        # A handful of distinct timeouts exist (forward, authorize, partner); build each once, not per request.
-        cached = self._timeouts.get(seconds)
-        if cached is None:
-            cached = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
-        return cached
+        self._client = Http1Client(max_connections=max_connections)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
     async def request(
         self,
@@ -75,24 +58,16 @@ class PartnerClient:
             out["Content-Type"] = "application/json"
         if headers:
             out.update(headers)
-        out.setdefault("X-Correlation-ID", str(uuid.uuid4()))
+        if "X-Correlation-ID" not in out:
+            out["X-Correlation-ID"] = str(uuid.uuid4())
         request_id = out["X-Request-ID"]
-        client_timeout = self._timeout(timeout or self._default_timeout)
+        seconds = timeout or self._default_timeout
         try:
-            async with self._client().request(
-                method, url, data=body, headers=out, timeout=client_timeout, allow_redirects=True
-            ) as response:
-                payload = await response.read()
-                return HttpResult(
-                    # The case-insensitive multidict as aiohttp made it: no copy on the routing hot path.
-                    status=response.status,
-                    headers=response.headers,
-                    body=payload,
-                    request_id=request_id,
-                )
+            response = await self._client.request(method, url, headers=out, body=body, timeout=seconds)
         except TimeoutError as exc:
-            raise PartnerCallError(f"{method} {url} timed out after {client_timeout.total} s", timed_out=True) from exc
-        except (aiohttp.ClientError, OSError, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+            raise PartnerCallError(f"{method} {url} timed out after {seconds} s", timed_out=True) from exc
+        except (OSError, BrokenResponse, ValueError) as exc:
             raise PartnerCallError(f"{method} {url} failed: {exc.__class__.__name__}: {exc}") from exc
+        except asyncio.CancelledError:
+            raise
+        return HttpResult(status=response.status, headers=response.headers, body=response.body, request_id=request_id)
