@@ -172,6 +172,7 @@ def build_routing_app(runtime: Runtime) -> RoutingApp:
     def reachable(platform_id: int) -> None:
         app.spawn(runtime.clientinfo.set_status(platform_id, ConnectionStatus.CONNECTED, reason="it answered"))
 
+    hubstore.on_token_stored = router.token_owners.forget
     router.on_unreachable = unreachable
     router.on_reachable = reachable
     return app

@@ -7,6 +7,7 @@ GET All pages are served from the stored raw JSON without re-encoding, paginated
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal, cast
 from urllib.parse import parse_qsl, quote
@@ -85,6 +86,8 @@ class HubStore:
         self._store = store
         self._public_url = public_url
         self._hub_party = hub_party
+        #: Told (uid, type) after a Token push is stored, so the router forgets who owned it (routing.tokenowners).
+        self.on_token_stored: Callable[[str, str], None] | None = None
 
     async def handle(self, req: Inbound, sender: PartyKey) -> Relayed:
         path = req.path
@@ -145,6 +148,9 @@ class HubStore:
                 )
         # The outbox wakes the relay itself once this transaction commits (routing.outbox.install_wakeup).
         req.notes["fanout"] = len(receivers)
+        if path.module == "tokens" and self.on_token_stored is not None:
+            # After the commit: an authorize arriving meanwhile cannot bring the old owners back into memory.
+            self.on_token_stored(object_id, _query_type(req.query) or "RFID")
         body = envelope_bytes(OcpiStatus.SUCCESS, timestamp=datetime.now(UTC))
         # transport §HTTP status: 201 for a newly created object.
         status = 201 if change is not None and change.created else 200

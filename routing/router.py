@@ -36,6 +36,7 @@ from routing.forwarder import Forwarder, HubRoutingError, Relayed
 from routing.links import CommandLink, LinkSigner, SignedTarget
 from routing.paths import CLIENT_OWNED, ModulePath
 from routing.table import Caller, PartyKey, PlatformRoute, RoutingSnapshot, RoutingTable
+from routing.tokenowners import TokenOwners
 
 log = structlog.get_logger("routing")
 
@@ -122,6 +123,8 @@ class Router:
         self._forwarder = forwarder
         self._sessions = sessions
         self._writes = GroupCommit(sessions)
+        #: Token owners for open-routed authorize; the hub's store forgets an entry when that token is pushed.
+        self.token_owners = TokenOwners()
         self._store = store
         self._signer = signer
         self._clock = clock
@@ -585,14 +588,19 @@ class Router:
         mod_tokens §real-time authorization), one several eMSPs pushed is ambiguous (4001, send OCPI-to-*), as ADR
         0007 says. Guessing would send a driver's authorisation to the wrong eMSP.
         """
-        async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(TokenRow.country_code, TokenRow.party_id)
-                    .where(TokenRow.uid == ci_key(uid), TokenRow.type == ci_key(token_type))
-                    .limit(100)
-                )
-            ).all()
+        key = TokenOwners.key(uid, token_type)
+        rows = self.token_owners.get(key)
+        if rows is None:
+            async with self._sessions() as session:
+                found = (
+                    await session.execute(
+                        select(TokenRow.country_code, TokenRow.party_id)
+                        .where(TokenRow.uid == key[0], TokenRow.type == key[1])
+                        .limit(100)
+                    )
+                ).all()
+            rows = tuple((cc, pid) for cc, pid in found)
+            self.token_owners.put(key, rows)
         if not rows:
             raise OcpiError(OcpiStatus.UNKNOWN_TOKEN, f"unknown token {uid} ({token_type})", http_status=404)
         permitted = [(cc, pid) for cc, pid in rows if snapshot.permitted(sender, (cc, pid))]

@@ -114,6 +114,14 @@ async def test_open_routing_follows_the_content(world: World) -> None:
     elapsed = time.monotonic() - started
     assert (slow.status, slow.status_code) == (200, 4002)
     assert AUTHORIZE_TIMEOUT - 0.1 < elapsed < AUTHORIZE_TIMEOUT + 0.5, elapsed
+    # TOK1's owner is now remembered in memory (routing.tokenowners); another eMSP pushing the same (uid, type)
+    # makes it ambiguous at once, not after the memory's time-to-live.
+    await _broadcast(
+        world, world.emsp_b, EMB, f"tokens/{EMB[0]}/{EMB[1]}/TOK1",
+        builders.token("TOK1", country_code=EMB[0], party_id=EMB[1]),
+    )  # fmt: skip
+    now_twin = await world.call(world.cpo_a, "POST", SENDER, "tokens", "TOK1/authorize", frm=CPA)
+    assert (now_twin.status, now_twin.status_code) == (200, 4001), now_twin.envelope
 
     # Sessions: PUT by cdr_token's eMSP, PATCH by the session the hub remembers.
     session = builders.charging_session("S1", country_code="NL", party_id="CPA", emsp=EMA)
