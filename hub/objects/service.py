@@ -64,7 +64,6 @@ __all__ = [
     "ObjectStore",
     "Page",
     "StoredCdr",
-    "StoredToken",
     "TariffVersion",
     "Viewer",
 ]
@@ -87,15 +86,6 @@ class Change:
     created: bool
     data: bytes
     last_updated: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StoredToken:
-    """A stored Token with its owner (upper-cased keys), found by (uid, type) for open routing."""
-
-    country_code: str
-    party_id: str
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,23 +581,6 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, uid: str, token_type: str = "RFID"
     ) -> bytes | None:
         return await self._get_data(session, TokenRow, self._token_key(country_code, party_id, uid, token_type))
-
-    async def find_token(self, session: AsyncSession, uid: str, token_type: str) -> StoredToken | None:
-        """The one stored Token with this (uid, type) of any eMSP, for open routing of an authorize (hub notes §4.8).
-
-        None when no eMSP has it or when several do: (uid, type) is only unique per eMSP (mod_tokens §12.3.2), and
-        guessing would send a driver's authorisation to the wrong eMSP.
-        """
-        rows = (
-            await session.execute(
-                select(TokenRow.country_code, TokenRow.party_id, TokenRow.data)
-                .where(TokenRow.uid == ci_key(uid), TokenRow.type == ci_key(token_type))
-                .limit(2)
-            )
-        ).all()
-        if len(rows) != 1:
-            return None
-        return StoredToken(rows[0].country_code, rows[0].party_id, rows[0].data)
 
     # ---- Sessions (mod_sessions §9) ----------------------------------------------------------------------------------
 

@@ -52,20 +52,3 @@ async def test_ids_must_match_and_unknown_tokens_cannot_be_patched(db: AsyncSess
     with pytest.raises(OcpiError) as error:
         await store.patch_token(db, "DE", "MSP", "ABC", "RFID", dump({"type": "APP_USER", "last_updated": "x"}))
     assert error.value.status_code == 2001
-
-
-async def test_find_token_is_case_insensitive_and_names_the_owner(db: AsyncSession, store: ObjectStore) -> None:
-    body = token("Abc-123", country_code="de", party_id="msp")
-    await store.put_token(db, "DE", "MSP", "ABC-123", "RFID", body)
-    found = await store.find_token(db, "abc-123", "RFID")
-    assert found is not None
-    assert (found.country_code, found.party_id, found.data) == ("DE", "MSP", body)
-    assert await store.find_token(db, "abc-123", "APP_USER") is None
-    assert await store.find_token(db, "abc-124", "RFID") is None
-
-
-async def test_find_token_refuses_to_guess_between_two_emsps(db: AsyncSession, store: ObjectStore) -> None:
-    await store.put_token(db, "DE", "MSP", "SHARED", "RFID", token("SHARED"))
-    assert await store.find_token(db, "shared", "RFID") is not None
-    await store.put_token(db, "NL", "EMP", "SHARED", "RFID", token("SHARED", country_code="NL", party_id="EMP"))
-    assert await store.find_token(db, "shared", "RFID") is None
