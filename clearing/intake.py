@@ -576,6 +576,7 @@ class ClearingService:
         self, session: AsyncSession, written: Sequence[tuple[_Assessed, int]], now: datetime, actor: str
     ) -> None:
         """Point credit CDRs at the records they credit, and mark stored originals credited."""
+        in_batch = {entry.cdr.key for entry, _ in written}
         for entry, record_id in written:
             original = entry.original
             if original is None or original.record_id is None:
@@ -586,7 +587,7 @@ class ClearingService:
                     .where(ClearingCdrRow.id == record_id)
                     .values(credits_record_id=original.record_id)
                 )
-            if entry.credits_now and original.key not in {e.cdr.key for e, _ in written}:
+            if entry.credits_now and original.key not in in_batch:
                 await self._mark_credited(session, original.record_id, entry.cdr.label, now, actor)
 
     async def _mark_credited(self, session: AsyncSession, record_id: int, by: str, now: datetime, actor: str) -> None:
