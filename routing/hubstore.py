@@ -213,6 +213,7 @@ class HubStore:
                 offset=page_request.offset,
                 limit=page_request.limit,
                 after_id=page_request.after_id,
+                total=page_request.known_total,
             )
         url = f"{self._public_url}/ocpi/2.2.1/sender/{module}/"
         return page_request.answer(

@@ -16,6 +16,9 @@ from hub.platform.web import OcpiError
 from routing.forwarder import Relayed
 
 CURSOR = "after"
+# The crawl's total, counted on its first page and carried in the hub's next links with the cursor: counting every
+# matching object again on each page cost more than reading the page (make bench GET All, docs/performance.md).
+TOTAL = "total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,9 @@ class PageRequest:
     # Not an OCPI parameter: the hub's own next links carry the last id served, so the next page seeks instead of
     # skipping `offset` rows. Requests without it (a client computing its own offsets) page by offset as usual.
     after_id: int | None
+    # With the cursor only: the X-Total-Count of the crawl's first page. A crawl answers the count it started with;
+    # objects that arrive meanwhile come with the next incremental sync (date_from), as with any snapshot.
+    known_total: int | None
 
     @classmethod
     def parse(cls, query: str, *, cap: int) -> PageRequest:
@@ -41,6 +47,7 @@ class PageRequest:
             date_from=_date(params, "date_from"),
             date_to=_date(params, "date_to"),
             after_id=_int(params, CURSOR, 0) if CURSOR in params else None,
+            known_total=_int(params, TOTAL, 0) if CURSOR in params and TOTAL in params else None,
         )
 
     def answer(
@@ -59,6 +66,7 @@ class PageRequest:
             following = {**self.params, "offset": str(next_offset), "limit": str(self.limit)}
             if last_id is not None:
                 following[CURSOR] = str(last_id)
+                following[TOTAL] = str(total)
             query = urlencode(following)
             out["link"] = f'<{url}?{query}>; rel="next"'
         data = b"[" + b",".join(items) + b"]"

@@ -741,12 +741,14 @@ class ObjectStore:
         offset: int = 0,
         limit: int,
         after_id: int | None = None,
+        total: int | None = None,
     ) -> Page:
         """One page of the stored objects of ``module`` that ``viewer`` may see, oldest created first.
 
         Only objects of permitted owners; Sessions and CDRs only of the viewer's own eMSPs (never broadcast, hub notes
         §4.2, §4.3); unpublished Locations only for holders of an allowed Token. ``date_from`` is inclusive and
         ``date_to`` exclusive on ``last_updated``; ordering by creation keeps paging stable while objects arrive.
+        A ``total`` already counted for this crawl is answered again instead of counting on every page.
         """
         if module not in _MODULES:
             raise ValueError(f"no stored objects for module {module!r}")
@@ -772,7 +774,8 @@ class ObjectStore:
         if date_to is not None:
             conditions.append(model.last_updated < date_to)
         where = and_(true(), *conditions)
-        total = await session.scalar(select(func.count()).select_from(model).where(where))
+        if total is None:
+            total = await session.scalar(select(func.count()).select_from(model).where(where))
         query = select(model.id, model.data).where(where).order_by(model.id).limit(limit)
         # With after_id (from the hub's own next link) the page seeks by id: an OFFSET deep into 100,000 objects makes
         # PostgreSQL step over every earlier row on each page, which made paging quadratic (make bench GET All).

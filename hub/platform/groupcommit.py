@@ -1,4 +1,4 @@
-"""Group commit: small writes from concurrent requests share one transaction (docs/performance.md, ADR 0009).
+"""Group commit: small writes from concurrent requests share one transaction (docs/performance.md, ADR 0010).
 
 Every Session PUT and CDR POST that passes the hub is stored before it is forwarded (DESIGN §4). One transaction per
 request costs a connection checkout, BEGIN, COMMIT and a WAL flush each; under load that, not the INSERT, limits

@@ -259,6 +259,11 @@ async def test_get_all_pages_filters_and_visibility(world: World) -> None:
     assert [i["id"] for i in items] == ["L1", "L2", "L3", "L4", "L5", "LB1", "L6"]
     assert [len(p.data) for p in pages] == [2, 2, 2, 1]
     assert {p.header("x-total-count") for p in pages} == {"7"}
+    # The next links carry the cursor and the crawl's count, so later pages neither skip nor count (pagination.py).
+    for page in pages[:-1]:
+        link = page.header("link") or ""
+        assert "after=" in link, link
+        assert "total=7" in link, link
     assert {p.header("x-limit") for p in pages} == {"500"}
     assert pages[-1].header("link") is None
     # eMSP B holds no TOK1: the unpublished location is not for it.

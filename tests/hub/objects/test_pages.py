@@ -200,3 +200,17 @@ async def test_the_next_page_seeks_past_the_last_id(db: AsyncSession, store: Obj
     assert ids(by_id.items) == ["T3", "T4"]
     assert ids(by_offset.items) == ["T4", "T5"]  # what a plain OFFSET gives after the delete: T3 skipped
     assert by_id.total == 4
+
+
+async def test_a_crawl_answers_the_total_it_started_with(db: AsyncSession, store: ObjectStore) -> None:
+    """The hub's next links carry the first page's X-Total-Count: later pages do not count every object again."""
+    for n in range(1, 4):
+        await store.put_tariff(db, "NL", "CPO", f"T{n}", tariff(f"T{n}"))
+    first = await store.page(db, "tariffs", viewer=EVERYONE, limit=2)
+    assert first.total == 3
+    await store.put_tariff(db, "NL", "CPO", "T4", tariff("T4"))
+    assert first.last_id is not None
+    following = await store.page(db, "tariffs", viewer=EVERYONE, limit=2, after_id=first.last_id, total=first.total)
+    assert following.total == 3  # the crawl's count; T4 comes with the next incremental sync
+    assert ids(following.items) == ["T3", "T4"]
+    assert (await store.page(db, "tariffs", viewer=EVERYONE, limit=2)).total == 4  # a new crawl counts again
