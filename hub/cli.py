@@ -110,6 +110,8 @@ def serve(host: str, port: int, workers: int) -> None:
         loop=Loops.uvloop,
         factory=True,
         log_access=False,
+        # A worker process that dies (a crash in a native library, the OOM killer) is started again, not left gone.
+        respawn_failed_workers=True,
     ).serve()
 
 
