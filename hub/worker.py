@@ -42,6 +42,7 @@ from hub.runtime import Runtime, build_runtime
 from hub.settings import Settings
 from routing.delivery import (
     DELIVER_JOB,
+    DELIVER_TO_JOB,
     DELIVERER_KEY,
     RELAY_WAKE_KEY,
     AttemptRecord,
@@ -49,6 +50,7 @@ from routing.delivery import (
     DeliveryHooks,
     DeliveryPolicy,
     deliver,
+    deliver_to,
 )
 from routing.messagelog import MessageRecord
 from routing.outbox import install_wakeup
@@ -137,6 +139,8 @@ def job_registry(policy: DeliveryPolicy) -> JobRegistry:
     registry = JobRegistry()
     # The job outlives the HTTP attempt and the two transactions around it; the lease outlives the job.
     registry.add(DELIVER_JOB, deliver, timeout=policy.timeout + 15.0)
+    # What the relay enqueues: a receiver's due messages in batches; it starts calls for batch_time seconds.
+    registry.add(DELIVER_TO_JOB, deliver_to, timeout=policy.batch_time + policy.timeout + 15.0)
     return registry
 
 

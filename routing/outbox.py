@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,10 +42,11 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, aliased, mapped_column
 
 from hub.platform.clock import iso_utc
 from hub.platform.db import Base, UtcDateTime
@@ -54,11 +56,16 @@ __all__ = [
     "OPEN_STATUSES",
     "OutboxMessage",
     "OutboxStatus",
+    "Push",
+    "available_condition",
     "count_by_status",
     "due_condition",
     "enqueue",
+    "enqueue_many",
     "get_message",
     "install_wakeup",
+    "is_available",
+    "is_open",
     "list_messages",
     "purge",
     "redeliver",
@@ -76,6 +83,12 @@ class OutboxStatus(enum.StrEnum):
 #: Rows that still block later rows of their (receiver, object_key) unit.
 OPEN_STATUSES = (OutboxStatus.PENDING, OutboxStatus.DELIVERING)
 FINAL_STATUSES = (OutboxStatus.DELIVERED, OutboxStatus.FAILED, OutboxStatus.SUPERSEDED)
+
+
+def is_open(status: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[bool]:
+    """``status`` is pending or delivering (`OPEN_STATUSES`)."""
+    return status.in_(OPEN_STATUSES)
+
 
 # Headers the sender sets itself on every attempt: a stored copy would be stale (request id, token) or wrong.
 _SENDER_HEADERS = frozenset({"x-request-id", "authorization", "content-type", "content-length", "host"})
@@ -196,6 +209,71 @@ async def enqueue(
     return outbox_id
 
 
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One receiver's copy of a push that goes to many (a broadcast's fan-out): see `enqueue_many`."""
+
+    receiver_platform_id: int
+    url: str
+    headers: Mapping[str, str]
+    object_key: str
+
+
+async def enqueue_many(
+    session: AsyncSession,
+    pushes: Sequence[Push],
+    *,
+    kind: str,
+    method: str,
+    body: bytes | None,
+    coalesce: bool,
+    now: datetime | None = None,
+) -> list[int]:
+    """`enqueue` for many receivers of the same content, in two statements instead of one or two per receiver.
+
+    Returns the ids in the order of ``pushes``. Same rules as `enqueue`: the caller's transaction, and with
+    ``coalesce=True`` the pending and failed rows of each (receiver, object_key) become superseded first.
+    """
+    if not pushes:
+        return []
+    now = now or datetime.now(UTC)
+    if coalesce:
+        await session.execute(
+            update(OutboxMessage)
+            .where(
+                tuple_(OutboxMessage.receiver_platform_id, OutboxMessage.object_key).in_(
+                    [(push.receiver_platform_id, push.object_key) for push in pushes]
+                ),
+                OutboxMessage.status.in_((OutboxStatus.PENDING, OutboxStatus.FAILED)),
+            )
+            .values(status=OutboxStatus.SUPERSEDED, locked_until=None)
+            .execution_options(synchronize_session=False)
+        )
+    method = method.upper()
+    result = await session.execute(
+        insert(OutboxMessage).returning(OutboxMessage.id, sort_by_parameter_order=True),
+        [
+            {
+                "receiver_platform_id": push.receiver_platform_id,
+                "kind": kind,
+                "method": method,
+                "url": push.url,
+                "body": body,
+                "headers": _clean_headers(push.headers),
+                "object_key": push.object_key,
+                "status": OutboxStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for push in pushes
+        ],
+    )
+    ids = list(result.scalars())
+    _wake_after_commit(session)
+    return ids
+
+
 async def redeliver(
     session: AsyncSession,
     *,
@@ -225,12 +303,12 @@ async def redeliver(
     return count
 
 
-def due_condition(now: datetime) -> ColumnElement[bool]:
-    """Rows an attempt may start on now: open, due, not leased, and first in line of their unit (DESIGN §6 order).
+def available_condition(now: datetime) -> ColumnElement[bool]:
+    """Rows that nobody holds and whose time has come: open, due, not leased (whatever is ahead of them in line).
 
-    A ``delivering`` row whose lease expired counts as due: its worker died or lost the database mid-attempt.
+    A ``delivering`` row whose lease expired counts: its worker died or lost the database mid-attempt.
+    `is_available` is the same test in Python; keep the two together.
     """
-    older = aliased(OutboxMessage)
     return and_(
         or_(
             OutboxMessage.status == OutboxStatus.PENDING,
@@ -238,11 +316,27 @@ def due_condition(now: datetime) -> ColumnElement[bool]:
         ),
         OutboxMessage.next_attempt_at <= now,
         or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < now),
+    )
+
+
+def is_available(status: str, next_attempt_at: datetime, locked_until: datetime | None, now: datetime) -> bool:
+    """`available_condition` for a row already read."""
+    unleased = locked_until is None or locked_until < now
+    if status == OutboxStatus.DELIVERING:
+        return locked_until is not None and unleased and next_attempt_at <= now
+    return status == OutboxStatus.PENDING and unleased and next_attempt_at <= now
+
+
+def due_condition(now: datetime) -> ColumnElement[bool]:
+    """Rows an attempt may start on now: available and first in line of their unit (DESIGN §6 order)."""
+    older = aliased(OutboxMessage)
+    return and_(
+        available_condition(now),
         ~exists().where(
             older.receiver_platform_id == OutboxMessage.receiver_platform_id,
             older.object_key == OutboxMessage.object_key,
             older.id < OutboxMessage.id,
-            older.status.in_(OPEN_STATUSES),
+            is_open(older.status),
         ),
     )
 

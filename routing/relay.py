@@ -1,11 +1,14 @@
 """The outbox relay: the only code that enqueues deliveries (DESIGN §6, house style §3.7).
 
-It reads due rows (`routing.outbox.due_condition`: open, due, unleased, first in line of their unit), oldest first,
-and enqueues one ``routing.deliver`` job per row with the job id ``routing.deliver:{id}:{attempts}``. It writes
-nothing: what is delivered, leased or due lives in the row, which the delivery job changes. So the relay keeps only a
-small in-memory note of what it handed out, to not enqueue the same attempt again on every poll; after
-``redispatch_after`` seconds it hands it out again, in case the queue lost it (Redis flushed, a process killed). The
-queue collapses a duplicate that is still queued and the job is idempotent, so that costs nothing but one call.
+It reads which receivers have due rows (`routing.outbox.due_condition`: open, due, unleased, first in line of their
+unit) and enqueues one ``routing.deliver_to`` job per receiver, oldest work first; the job delivers everything due for
+that receiver in batches (`routing.delivery.Deliverer.deliver_to`, ADR 0009). The job id names the receiver and the
+state of its oldest due row (id, attempts, due time), so the same state handed out twice collapses in the queue and a
+changed one gets a new job. The relay writes nothing: what is delivered, leased or due lives in the rows, which the
+jobs change. So it keeps only a small in-memory note of what it handed out, to not enqueue the same job again on
+every poll; after ``redispatch_after`` seconds it hands it out again, in case the queue lost it (Redis flushed, a
+process killed). The queue collapses a duplicate that is still queued and the job is idempotent, so that costs
+nothing but one call.
 
 Several relays may run (one per worker process, or per web process on the embedded default); none is needed for
 correctness more than any other. A commit that enqueued work wakes the relay of the same process through
@@ -18,16 +21,15 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.platform.clock import Clock
-from routing.delivery import DELIVER_JOB, deliver_job_id
-from routing.outbox import OutboxMessage, due_condition
+from routing.delivery import DELIVER_TO_JOB, deliver_to_job_id
+from routing.outbox import OutboxMessage, available_condition, is_open
 
 __all__ = ["Enqueuer", "OutboxRelay", "RelaySettings"]
 
@@ -42,7 +44,7 @@ class Enqueuer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RelaySettings:
-    #: Rows read per pass; a full batch makes the next pass start at once.
+    #: Receivers handed out per pass at most; a full batch makes the next pass start at once.
     batch_size: int = 500
     #: Seconds between passes when nobody calls `OutboxRelay.notify`.
     poll_interval: float = 0.5
@@ -68,8 +70,8 @@ class OutboxRelay:
         self._clock = clock
         self.settings = settings or RelaySettings()
         self._wake = asyncio.Event()
-        # outbox id -> (attempts, next_attempt_at, monotonic time handed out): what a pass must not repeat.
-        self._handed_out: dict[int, tuple[int, datetime, float]] = {}
+        # receiver platform id -> (job id, monotonic time handed out): what a pass must not repeat.
+        self._handed_out: dict[int, tuple[str, float]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
@@ -77,36 +79,58 @@ class OutboxRelay:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """One pass; returns how many jobs it enqueued (rows handed out recently are not counted again)."""
+        """One pass; returns how many jobs it enqueued (jobs handed out recently are not counted again)."""
         now = self._clock.now()
         async with self._sessions() as session:
+            # Each unit's first open row is its head; the oldest head that is available names the receiver's job.
+            # (The same rows as `due_condition`, in one pass over the open rows instead of a test per row, which
+            # grew with the square of a unit's backlog.)
+            heads = (
+                select(func.min(OutboxMessage.id).label("id"))
+                .where(is_open(OutboxMessage.status))
+                .group_by(OutboxMessage.receiver_platform_id, OutboxMessage.object_key)
+                .subquery()
+            )
+            due_heads = (
+                select(func.min(OutboxMessage.id))
+                .join(heads, OutboxMessage.id == heads.c.id)
+                .where(available_condition(now))
+                .group_by(OutboxMessage.receiver_platform_id)
+                .scalar_subquery()
+            )
             rows = (
                 await session.execute(
-                    select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.next_attempt_at)
-                    .where(due_condition(now))
+                    select(
+                        OutboxMessage.receiver_platform_id,
+                        OutboxMessage.id,
+                        OutboxMessage.attempts,
+                        OutboxMessage.next_attempt_at,
+                    )
+                    .where(OutboxMessage.id.in_(due_heads))
                     .order_by(OutboxMessage.id)
                     .limit(self.settings.batch_size)
                 )
             ).all()
         # The transaction is over before the queue is called: a job may start before this method returns.
         clock = time.monotonic()
-        handed_out: dict[int, tuple[int, datetime, float]] = {}
+        handed_out: dict[int, tuple[str, float]] = {}
         enqueued = 0
         try:
-            for outbox_id, attempts, due_at in rows:
-                previous = self._handed_out.get(outbox_id)
+            for platform_id, head_id, attempts, due_at in rows:
+                job_id = deliver_to_job_id(platform_id, head_id, attempts, due_at)
+                previous = self._handed_out.get(platform_id)
                 if (
                     previous is not None
-                    and previous[:2] == (attempts, due_at)
-                    and clock - previous[2] < self.settings.redispatch_after
+                    and previous[0] == job_id
+                    and clock - previous[1] < self.settings.redispatch_after
                 ):
-                    handed_out[outbox_id] = previous
+                    handed_out[platform_id] = previous
                     continue
-                await self._queue.enqueue(DELIVER_JOB, outbox_id, job_id=deliver_job_id(outbox_id, attempts))
-                handed_out[outbox_id] = (attempts, due_at, clock)
+                await self._queue.enqueue(DELIVER_TO_JOB, platform_id, job_id=job_id)
+                handed_out[platform_id] = (job_id, clock)
                 enqueued += 1
         finally:
-            # Rows no longer due (delivered, leased, failed) drop out of the note; so does whatever the queue refused.
+            # Receivers with nothing due any more drop out of the note; so does whatever the queue refused.
             self._handed_out = handed_out
         return enqueued
 
