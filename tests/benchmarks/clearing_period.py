@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -359,6 +360,9 @@ def peak_rss_mib() -> float:
 async def run(count: int, batch_size: int, keep: bool = False) -> dict[str, Any]:
     """Generate, take in and close a period of ``count`` CDRs; the numbers as a dict (``results.json``)."""
     name = f"clearing_period_{os.getpid()}"
+    task = asyncio.current_task()
+    if task is not None:  # stopped (SIGTERM), the run is cancelled and its scratch database still dropped
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin(f'CREATE DATABASE "{name}"')
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
