@@ -247,6 +247,13 @@ async def test_a_worker_killed_mid_batch_leaves_the_batch_to_the_next(
         await eventually(started, what="the worker to start")
         return worker, task
 
+    async def stop(worker: Worker, task: asyncio.Task[None]) -> None:
+        # As on SIGTERM: running jobs are cancelled mid-flight (arq's close re-raises their cancellation).
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     first, first_task = await run_worker()
     try:
 
@@ -255,9 +262,7 @@ async def test_a_worker_killed_mid_batch_leaves_the_batch_to_the_next(
 
         await eventually(call_in_flight, what="the batch's first call")
     finally:
-        await first.close()  # the receiver is still thinking: the batch dies with its worker
-        with contextlib.suppress(asyncio.CancelledError):
-            await first_task
+        await stop(first, first_task)  # the receiver is still thinking: the batch dies with its worker
     for outbox_id in [head, *behind]:
         row = await message(quiet_hub.engine, outbox_id)
         assert (row.status, row.attempts) == (OutboxStatus.DELIVERING, 1)  # the whole batch was leased
@@ -268,17 +273,15 @@ async def test_a_worker_killed_mid_batch_leaves_the_batch_to_the_next(
         for outbox_id in [head, *behind]:
             await status_becomes(quiet_hub.engine, outbox_id, OutboxStatus.DELIVERED, timeout=10.0)
     finally:
-        await second.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await second_task
+        await stop(second, second_task)
     received = receiver.puts()
     assert [(r.method, r.body) for r in received] == [
         ("PUT", LOCATION_BODY),
         ("PUT", LOCATION_BODY),
         *[("PATCH", _patch(n)) for n in range(3)],
     ]
-    # Not before the killed batch's lease ran out.
-    assert (received[1].at - received[0].at).total_seconds() >= 1.5
+    # Not before the killed batch's lease (1.5 s from the lease, taken just before the first call) ran out.
+    assert (received[1].at - received[0].at).total_seconds() >= 1.4
     assert (await message(quiet_hub.engine, head)).attempts == 2
 
 
