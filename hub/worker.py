@@ -3,7 +3,9 @@
 DESIGN §2: with ``HUB_REDIS_URL`` the web processes only write outbox rows (and wake the workers through Redis
 pub/sub after each commit); ``ocpi-hub worker`` processes run the outbox relay and the jobs. Without it (the embedded
 default) every web process runs the same relay and the same job functions in-process. Either way a delivery is the
-same `routing.delivery.deliver` over the same rows, so losing Redis or a process loses no accepted push (DESIGN §6).
+same ``routing.delivery.deliver_to`` (one receiver's due pushes, in order per object, ADR 0009) over the same rows,
+so losing Redis or a process loses no accepted push (DESIGN §6). The clearing schedule runs here too, once
+cluster-wide (arq ``unique`` cron plus a database lock, ADR 0210).
 
 Besides ``hub/platform/jobs.py`` this is the only module that imports arq (DESIGN §6).
 """
