@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging.config
+import signal
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import structlog
 from arq.cron import cron
 from arq.logs import default_log_config
-from arq.worker import run_worker as arq_run_worker
+from arq.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from clearing.schedule import ScheduleResult, run_scheduled
@@ -299,6 +300,7 @@ def worker_settings(
             await runtime.table.stop()
             await runtime.message_log.stop()
             await runtime.close()
+        log.info("worker stopped")
 
     return {
         "functions": arq_functions(registry),
@@ -363,8 +365,27 @@ async def _every(name: str, interval: float, work: Callable[[], Awaitable[object
             log.exception("periodic job failed", job=name)
 
 
+class HubWorker(Worker):
+    """arq's worker with a shutdown that survives the jobs it cancels.
+
+    On SIGTERM arq 0.28 cancels the running jobs, then ``close()`` gathers them without ``return_exceptions``: the
+    first job whose cancellation lands (even one already past its function, finishing its bookkeeping) re-raises
+    ``CancelledError`` out of ``close()``, ``on_shutdown`` never runs (the message log is not flushed, the runtime's
+    connections are not closed) and the process exits 1. Cancelling a delivery mid-flight is safe (its lease expires
+    and the outbox row is due again, DESIGN §6); losing the shutdown is not.
+    """
+
+    async def close(self) -> None:
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        # Wait the cancelled jobs out; their CancelledErrors are the expected outcome, not the close's.
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+        await super().close()
+
+
 def run_worker(settings: Settings) -> None:
     """Run a worker until SIGINT/SIGTERM (``ocpi-hub worker``)."""
     configure_logging()
     logging.config.dictConfig(default_log_config(verbose=False))
-    arq_run_worker(worker_settings(settings))
+    HubWorker(**worker_settings(settings)).run()

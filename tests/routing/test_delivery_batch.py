@@ -14,7 +14,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,7 +25,7 @@ from hub.platform.db import create_engine, create_sessionmaker
 from hub.platform.jobs import ArqJobQueue, JobContext
 from hub.runtime import build_runtime
 from hub.settings import Settings
-from hub.worker import job_context, worker_settings
+from hub.worker import HubWorker, job_context, worker_settings
 from routing import outbox
 from routing.delivery import DeliveryHooks, DeliveryPolicy, deliver_to
 from routing.outbox import OPEN_STATUSES, OutboxMessage, OutboxStatus
@@ -237,8 +236,8 @@ async def test_a_worker_killed_mid_batch_leaves_the_batch_to_the_next(
         quiet_hub.settings, engine=quiet_hub.engine, policy=policy, hooks=calls.hooks, relay_settings=FAST_RELAY
     )
 
-    async def run_worker() -> tuple[Worker, asyncio.Task[None]]:
-        worker = Worker(**{**options, "handle_signals": False, "poll_delay": 0.05})
+    async def run_worker() -> tuple[HubWorker, asyncio.Task[None]]:
+        worker = HubWorker(**{**options, "handle_signals": False, "poll_delay": 0.05})
         task = asyncio.create_task(worker.async_run())
 
         async def started() -> bool:
@@ -247,10 +246,9 @@ async def test_a_worker_killed_mid_batch_leaves_the_batch_to_the_next(
         await eventually(started, what="the worker to start")
         return worker, task
 
-    async def stop(worker: Worker, task: asyncio.Task[None]) -> None:
-        # As on SIGTERM: running jobs are cancelled mid-flight (arq's close re-raises their cancellation).
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.close()
+    async def stop(worker: HubWorker, task: asyncio.Task[None]) -> None:
+        # As on SIGTERM: running jobs are cancelled mid-flight, and the close still completes (HubWorker).
+        await worker.close()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

@@ -13,7 +13,6 @@ from typing import Protocol
 import asyncpg
 import msgspec
 import pytest
-from arq.worker import Worker
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hub.platform.clock import SystemClock
 from hub.platform.jobs import WAKE_CHANNEL, ArqJobQueue
 from hub.runtime import Runtime
-from hub.worker import build_background, worker_settings
+from hub.worker import HubWorker, build_background, worker_settings
 from routing.delivery import DeliveryPolicy
-from routing.outbox import OutboxStatus
+from routing.outbox import OutboxMessage, OutboxStatus
 from routing.relay import OutboxRelay, RelaySettings
 from tests.peers import ScriptedResponse, encode_authorization
 from tests.routing.conftest import (
@@ -49,7 +48,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:Depreca
 
 @dataclass
 class RunningWorker:
-    worker: Worker
+    worker: HubWorker
     task: asyncio.Task[None]
 
     async def stop(self) -> None:
@@ -76,7 +75,7 @@ async def start_worker(quiet_hub: HubServer, calls: HookCalls) -> AsyncIterator[
         options = worker_settings(
             quiet_hub.settings, engine=quiet_hub.engine, policy=policy, hooks=calls.hooks, relay_settings=relay
         )
-        worker = Worker(**{**options, "handle_signals": False, "poll_delay": 0.05, "burst": burst})
+        worker = HubWorker(**{**options, "handle_signals": False, "poll_delay": 0.05, "burst": burst})
         started = RunningWorker(worker, asyncio.create_task(worker.async_run()))
         running.append(started)
         await eventually(_has_started(worker), what="the worker to start")
@@ -87,7 +86,7 @@ async def start_worker(quiet_hub: HubServer, calls: HookCalls) -> AsyncIterator[
         await started.stop()
 
 
-def _has_started(worker: Worker) -> Callable[[], Awaitable[bool]]:
+def _has_started(worker: HubWorker) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return "hub.relay" in worker.ctx
 
@@ -236,6 +235,50 @@ async def test_ocpi_hub_worker_runs_jobs_until_sigterm(
     assert process.returncode == 0, stderr.decode()
     assert "Traceback" not in stderr.decode()
     assert len(receiver.puts()) == 1
+
+
+async def test_sigterm_during_a_delivery_still_shuts_the_worker_down_cleanly(
+    quiet_hub: HubServer, connect_peer: ConnectPeer, sessions: Sessions
+) -> None:
+    # arq alone re-raises the cancelled job's CancelledError out of its close: exit 1, on_shutdown skipped.
+    receiver = await connect_peer()
+    receiver.peer.set_response("PUT", LOCATION_PATH, ScriptedResponse(delay=30.0))
+    outbox_id = await push(sessions, receiver)
+    env = hub_env(quiet_hub.settings, HUB_REDIS_URL=quiet_hub.settings.redis_url or "")
+    process = await asyncio.create_subprocess_exec(
+        OCPI_HUB, "worker", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+
+        async def in_flight() -> bool:
+            return len(receiver.puts()) == 1
+
+        await eventually(in_flight, timeout=20.0, what="the delivery to reach the receiver")
+    except AssertionError:
+        process.kill()
+        raise
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    log = stderr.decode()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log
+    assert '"event": "worker stopped"' in log  # on_shutdown ran: message log flushed, connections closed
+    async with sessions() as session:
+        row = await session.get(OutboxMessage, outbox_id)
+    assert row is not None
+    assert row.status != OutboxStatus.DELIVERED  # due again once its lease runs out
+
+
+async def test_close_completes_when_a_cancelled_job_re_raises(start_worker: StartWorker) -> None:
+    # The window CI hit: SIGTERM lands while a finished job is still in arq's bookkeeping (a shielded Redis
+    # write), so its task ends in CancelledError. arq's own close() gathers it bare, re-raises, skips on_shutdown.
+    running = await start_worker()
+    bookkeeping = asyncio.create_task(asyncio.sleep(60))
+    running.worker.tasks["finished-job"] = bookkeeping
+    await running.worker.close()
+    assert bookkeeping.cancelled()
+    assert "hub.relay" not in running.worker.ctx  # on_shutdown ran
+    assert "runtime" not in running.worker.ctx
 
 
 async def test_ocpi_hub_worker_needs_redis(quiet_hub: HubServer) -> None:
