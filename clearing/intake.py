@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 import msgspec
-from sqlalchemy import Table, delete, exists, insert, select, tuple_, update
+from sqlalchemy import Table, delete, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,6 +50,7 @@ from clearing.verification import DEFAULT_TOLERANCE, PriceVerification
 from hub.objects.models import CdrRow
 from hub.ocpi.types import ci_key
 from hub.platform.clock import Clock, SystemClock
+from hub.platform.keysets import keys_listed
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -340,13 +341,11 @@ class ClearingService:
 
     async def _existing(self, session: AsyncSession, keys: set[CdrKey]) -> dict[CdrKey, _Existing]:
         found: dict[CdrKey, _Existing] = {}
-        ordered = sorted(keys)
         model = ClearingCdrRow
-        for start in range(0, len(ordered), 500):
+        for condition in keys_listed((model.country_code, model.party_id, model.cdr_id), keys):
             rows = await session.execute(
                 select(model.id, model.country_code, model.party_id, model.cdr_id, model.content_hash,
-                       model.store_row_id)
-                .where(tuple_(model.country_code, model.party_id, model.cdr_id).in_(ordered[start : start + 500]))
+                       model.store_row_id).where(condition)
             )  # fmt: skip
             for row in rows:
                 found[(row.country_code, row.party_id, row.cdr_id)] = _Existing(
@@ -980,7 +979,8 @@ def iter_file(path: Path) -> tuple[int, Iterator[bytes]]:
     return _documents(mapped)
 
 
-def _batches(payloads: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+def batches(payloads: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    """``payloads`` in lists of ``size`` (the last one shorter): an upload or a file is taken in batch by batch."""
     batch: list[bytes] = []
     for payload in payloads:
         batch.append(payload)
@@ -1014,7 +1014,7 @@ async def import_file(
     """
     total_count, payloads = iter_file(path)
     summary = IntakeSummary(file_sha256=file_sha256(path))
-    for batch in _batches(payloads, batch_size):
+    for batch in batches(payloads, batch_size):
         items = [IntakeItem(raw, "file", path.name) for raw in batch]
         async with sessions.begin() as session:
             outcomes = await service.take_in(session, items, actor=actor)

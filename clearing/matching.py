@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, false, select, tuple_
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clearing.document import CdrKey, ParsedCdr, canonical_hash, ci_text, key_of, load_json, number, timestamp
@@ -32,6 +32,7 @@ from clearing.models import ClearingCdrRow
 from clearing.pricing import InputError, Tariff, tariff_from_builtins
 from clearing.rules.base import pointer
 from hub.objects.models import LocationRow, SessionRow, TariffVersionRow, TokenRow
+from hub.platform.keysets import CHUNK, keys_in, keys_listed
 
 __all__ = [
     "LOOK_ALIKE_WINDOW",
@@ -47,8 +48,6 @@ __all__ = [
 #: Two CDRs of one token and EVSE starting this close together may be one session sent twice (ID-FUZZY).
 LOOK_ALIKE_WINDOW: Final = timedelta(seconds=60)
 _LOOK_ALIKE_ENERGY: Final = Decimal("0.01")
-# Keys per IN (...) list: far below SQLite's and asyncpg's parameter limits.
-_CHUNK: Final = 500
 # The tariff fields that decide a price; a CDR's copy differing only in texts or last_updated is the same tariff.
 _PRICING_FIELDS: Final = (
     "currency",
@@ -256,16 +255,6 @@ def known_from(cdr: ParsedCdr, record_id: int | None = None) -> KnownCdr:
     )
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _in(columns: Sequence[Any], keys: Iterable[tuple[str, ...]]) -> list[ColumnElement[bool]]:
-    ordered = sorted(set(keys))
-    return [tuple_(*columns).in_(chunk) for chunk in _chunks(ordered)] if ordered else [false()]
-
-
 @dataclass(slots=True)
 class Snapshot:
     """What the database holds for one batch of CDRs, plus the CDRs of the batch taken in so far."""
@@ -301,7 +290,7 @@ class Snapshot:
         if not keys:
             return
         model = SessionRow
-        for condition in _in((model.country_code, model.party_id, model.session_id), keys):
+        for condition in keys_in(session, (model.country_code, model.party_id, model.session_id), keys):
             rows = await session.execute(
                 select(model.id, model.country_code, model.party_id, model.session_id, model.data, model.last_updated)
                 .where(condition)
@@ -316,7 +305,7 @@ class Snapshot:
         if not keys:
             return
         model = TokenRow
-        for condition in _in((model.country_code, model.party_id, model.uid, model.type), keys):
+        for condition in keys_in(session, (model.country_code, model.party_id, model.uid, model.type), keys):
             rows = await session.execute(
                 select(model.id, model.country_code, model.party_id, model.uid, model.type, model.data,
                        model.last_updated).where(condition)
@@ -331,7 +320,7 @@ class Snapshot:
         if not keys:
             return
         model = LocationRow
-        for condition in _in((model.country_code, model.party_id, model.location_id), keys):
+        for condition in keys_in(session, (model.country_code, model.party_id, model.location_id), keys):
             rows = await session.execute(
                 select(model.id, model.country_code, model.party_id, model.location_id, model.data, model.last_updated)
                 .where(condition)
@@ -359,7 +348,7 @@ class Snapshot:
         if not keys:
             return
         model = TariffVersionRow
-        for condition in _in((model.country_code, model.party_id, model.tariff_id), keys):
+        for condition in keys_in(session, (model.country_code, model.party_id, model.tariff_id), keys):
             rows = await session.execute(
                 select(model.id, model.country_code, model.party_id, model.tariff_id, model.data, model.last_updated,
                        model.deleted)
@@ -380,8 +369,10 @@ class Snapshot:
         uids = sorted({uid for c in cdrs if (uid := key_of(c.doc, "cdr_token", "uid")) is not None})
         starts = [c.view.start_date_time for c in cdrs if c.view is not None]
         conditions: list[ColumnElement[bool]] = []
-        conditions += _in((model.country_code, model.party_id, model.session_id), session_keys) if session_keys else []
-        conditions += _in((model.country_code, model.party_id, model.credit_reference_id), references | own)
+        # clearing_cdrs: literal key lists, not unnested arrays (hub.platform.keysets says why).
+        if session_keys:
+            conditions += keys_listed((model.country_code, model.party_id, model.session_id), session_keys)
+        conditions += keys_listed((model.country_code, model.party_id, model.credit_reference_id), references | own)
         if uids and starts:
             conditions += [
                 and_(
@@ -389,7 +380,7 @@ class Snapshot:
                     model.start_date_time >= min(starts) - LOOK_ALIKE_WINDOW,
                     model.start_date_time <= max(starts) + LOOK_ALIKE_WINDOW,
                 )
-                for chunk in _chunks(uids)
+                for chunk in (uids[start : start + CHUNK] for start in range(0, len(uids), CHUNK))
             ]
         columns = (
             model.id, model.country_code, model.party_id, model.cdr_id, model.credit, model.commercial_state,
@@ -400,7 +391,7 @@ class Snapshot:
             for row in await session.execute(select(*columns).where(condition)):
                 self._add_row(row, None)
         if references:
-            for condition in _in((model.country_code, model.party_id, model.cdr_id), references):
+            for condition in keys_listed((model.country_code, model.party_id, model.cdr_id), references):
                 for row in await session.execute(select(*columns, model.raw).where(condition)):
                     self._add_row(row, load_json(row.raw))
 

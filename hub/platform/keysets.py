@@ -1,0 +1,56 @@
+"""Selecting rows by a set of composite keys, planned well on PostgreSQL and still portable to SQLite.
+
+Clearing looks its batches up by OCPI keys: (country_code, party_id, id) for thousands of CDRs, sessions, tokens at
+once. Written as a row-value ``IN`` list, PostgreSQL plans 500 tuples as a BitmapOr of 500 index scans; planning
+alone took 70-90 ms per query, and intake ran about fifteen such queries per 2,000-CDR batch (40 % of its wall
+time, measured with the clearing benchmark). Sent as one array per key column and unnested (`keys_in`), the same
+lookup is one nested loop over the unique index: ~15 ms for 2,000 keys, one query per batch whatever its size.
+
+The join against unnested keys leaves the choice of index to the planner's estimates. On a table with several
+indexes that share the key's leading columns and whose statistics lag behind its growth (``clearing_cdrs`` during
+a bulk intake), it picked an index on (country_code, party_id, credit_reference_id) for a cdr_id lookup and
+filtered a thousand rows per key: 0.68 s instead of 0.02 s. There `keys_listed` keeps the literal list, in which
+every key is its own index condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, String, bindparam, false, func, select, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+#: Row-value IN lists elsewhere (SQLite) stay below its 32,766 bound parameters with four columns.
+CHUNK: Final = 500
+
+
+def keys_in(
+    session: AsyncSession, columns: Sequence[Any], keys: Iterable[tuple[str, ...]]
+) -> list[ColumnElement[bool]]:
+    """Conditions on ``columns`` matching any of ``keys`` (string tuples): run one query per condition.
+
+    On PostgreSQL a single condition, ``(a, b, c) IN (SELECT * FROM unnest($1, $2, $3))`` with one array per column;
+    elsewhere row-value ``IN`` lists of at most ``CHUNK`` keys. No keys gives one condition that is never true.
+    """
+    ordered = sorted(set(keys))
+    if not ordered:
+        return [false()]
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = [
+            bindparam(None, [key[position] for key in ordered], type_=ARRAY(String()), unique=True)
+            for position in range(len(columns))
+        ]
+        names = [f"k{position}" for position in range(len(columns))]
+        given = func.unnest(*arrays).table_valued(*names).render_derived()
+        return [tuple_(*columns).in_(select(*given.c))]
+    return keys_listed(columns, ordered)
+
+
+def keys_listed(columns: Sequence[Any], keys: Iterable[tuple[str, ...]]) -> list[ColumnElement[bool]]:
+    """Row-value ``IN`` lists of at most ``CHUNK`` keys each (one query per condition); never true without keys."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return [false()]
+    return [tuple_(*columns).in_(ordered[start : start + CHUNK]) for start in range(0, len(ordered), CHUNK)]
