@@ -13,7 +13,7 @@ import asyncio
 import io
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -35,6 +35,7 @@ from clearing.intake import (
     IntakeOutcome,
     IntakeSummary,
     UnknownRecordError,
+    batches,
     iter_file,
     run_sync,
 )
@@ -505,17 +506,6 @@ _NDJSON: Final = ("ndjson", "jsonl", "json-seq", "jsonlines")
 _RESULTS: Final = ("all", "refused", "none")
 
 
-def _batches(payloads: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
-    batch: list[bytes] = []
-    for payload in payloads:
-        batch.append(payload)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 async def take_in_batch(
     session: AsyncSession, service: ClearingService, items: Sequence[IntakeItem], *, actor: str
 ) -> list[IntakeOutcome]:
@@ -575,7 +565,7 @@ async def intake(
                 message += " (one CDR per line is NDJSON: send it with Content-Type: application/x-ndjson)"
             raise ValidationException(message) from exc
         ref = f"admin-api:{operator.name}"[:255]
-        for number, batch in enumerate(_batches(payloads, batch_size), start=1):
+        for number, batch in enumerate(batches(payloads, batch_size), start=1):
             items = [IntakeItem(raw, "api", ref) for raw in batch]
             async with runtime.sessions() as session, session.begin():
                 outcomes = await take_in_batch(session, service, items, actor=operator.name)
