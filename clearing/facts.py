@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from clearing.document import CdrKey, ParsedCdr
 from clearing.pricing import Tariff
@@ -53,6 +53,10 @@ class KnownCdr:
         return "/".join(self.key)
 
 
+#: Look-alikes named per CDR (rule CDR041); the rest are counted.
+MAX_LOOK_ALIKES: Final = 5
+
+
 @dataclass(frozen=True, slots=True)
 class StoreFacts:
     """What matching found in the database for one CDR (ADR 0202)."""
@@ -62,8 +66,11 @@ class StoreFacts:
     location: StoredObject | None = None
     # Other live (not credited) non-credit CDRs of the same CPO for the same session_id.
     same_session: tuple[KnownCdr, ...] = ()
-    # CDRs under another id with the same token and EVSE, start within a minute and energy within 1 %.
+    # CDRs under another id with the same token and EVSE, start within a minute and energy within 1 %: the first
+    # MAX_LOOK_ALIKES in key order, and how many more there are (a CPO replaying one charge thousands of times under
+    # new ids must not make every CDR carry a finding per earlier copy: that grew with the square of the copies).
     look_alikes: tuple[KnownCdr, ...] = ()
+    more_look_alikes: int = 0
     # For a credit CDR: the CDR it credits, and other credit CDRs of that same CDR.
     original: KnownCdr | None = None
     other_credits: tuple[KnownCdr, ...] = ()

@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clearing.document import CdrKey, ParsedCdr, canonical_hash, ci_text, key_of, load_json, number, timestamp
-from clearing.facts import KnownCdr, StoredObject, StoreFacts, TariffResolution, TariffUse
+from clearing.facts import MAX_LOOK_ALIKES, KnownCdr, StoredObject, StoreFacts, TariffResolution, TariffUse
 from clearing.models import ClearingCdrRow
 from clearing.pricing import InputError, Tariff, tariff_from_builtins
 from clearing.rules.base import pointer
@@ -483,6 +483,7 @@ class Snapshot:
             other_credits = [
                 other for other in self.credits_of.get((*owner, me.credit_reference_id), []) if other.key != cdr.key
             ]
+        look_alikes = sorted(self._look_alikes(me), key=_by_key)
         return StoreFacts(
             session=self.sessions.get((*owner, session_id)) if session_id is not None else None,
             token=self.tokens.get(token_key) if token_key is not None else None,
@@ -490,7 +491,8 @@ class Snapshot:
             # In key order: the database returns them in no particular order, and what is stored must not depend
             # on where batch boundaries fell (ADR 0211).
             same_session=tuple(sorted(same_session, key=_by_key)),
-            look_alikes=tuple(sorted(self._look_alikes(me), key=_by_key)),
+            look_alikes=tuple(look_alikes[:MAX_LOOK_ALIKES]),
+            more_look_alikes=max(0, len(look_alikes) - MAX_LOOK_ALIKES),
             original=original,
             other_credits=tuple(other_credits),
         )

@@ -38,6 +38,8 @@ def look_alike(facts: Facts) -> Iterator[Issue]:
             "(within 1 %)",
             "/id",
         )
+    if store.more_look_alikes:
+        yield Issue(f"and {store.more_look_alikes} more CDRs like these", "/id")
 
 
 @rule("CDR050", Severity.INFO, "no session_id", catalogue="SES-EXISTS")

@@ -262,6 +262,30 @@ async def test_a_look_alike_under_another_id_and_session_is_flagged(
     assert (await record(db, "CDR9")).links["look_alikes"] == ["NL/CPO/CDR1"]
 
 
+async def test_a_charge_replayed_many_times_names_five_look_alikes_and_counts_the_rest(
+    db: AsyncSession, store: ObjectStore, service: ClearingService
+) -> None:
+    # Before the cap every copy carried one finding per earlier copy: findings grew with the square of the copies.
+    await store_world(store, db)
+    copies = [cdr(f"CDR{n:02d}", session_id=f"S{n:02d}") for n in range(1, 13)]
+    await service.take_in(db, [item(doc) for doc in copies[:4]])
+    await service.take_in(db, [item(doc) for doc in copies[4:]])  # earlier copies from the database and the batch
+    last = await record(db, "CDR12")
+    assert last.links["look_alikes"] == [f"NL/CPO/CDR{n:02d}" for n in range(1, 6)]
+    assert last.links["more_look_alikes"] == 6
+    messages = (
+        await db.scalars(
+            select(ClearingFindingRow.message).where(
+                ClearingFindingRow.record_id == last.id, ClearingFindingRow.code == "CDR041"
+            )
+        )
+    ).all()
+    assert len(messages) == 6
+    assert "and 6 more CDRs like these" in messages
+    assert (await record(db, "CDR03")).links["look_alikes"] == ["NL/CPO/CDR01", "NL/CPO/CDR02"]
+    assert (await record(db, "CDR03")).links["more_look_alikes"] == 0
+
+
 async def test_recheck_after_the_session_arrives(
     db: AsyncSession, store: ObjectStore, service: ClearingService
 ) -> None:
