@@ -67,10 +67,10 @@ class StoreFacts:
     # Other live (not credited) non-credit CDRs of the same CPO for the same session_id.
     same_session: tuple[KnownCdr, ...] = ()
     # CDRs under another id with the same token and EVSE, start within a minute and energy within 1 %: the first
-    # MAX_LOOK_ALIKES in key order, and how many more there are (a CPO replaying one charge thousands of times under
-    # new ids must not make every CDR carry a finding per earlier copy: that grew with the square of the copies).
+    # MAX_LOOK_ALIKES in key order, and whether there are more (a CPO replaying one charge thousands of times under
+    # new ids must not give every copy a finding per earlier copy: that grew with the square of the copies).
     look_alikes: tuple[KnownCdr, ...] = ()
-    more_look_alikes: int = 0
+    more_look_alikes: bool = False
     # For a credit CDR: the CDR it credits, and other credit CDRs of that same CDR.
     original: KnownCdr | None = None
     other_credits: tuple[KnownCdr, ...] = ()

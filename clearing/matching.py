@@ -16,11 +16,13 @@ by arrival, none if that version is a DELETE.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, and_, select
@@ -267,7 +269,9 @@ class Snapshot:
     known: dict[CdrKey, KnownCdr] = field(default_factory=dict)
     by_session: dict[tuple[str, str, str], list[KnownCdr]] = field(default_factory=lambda: defaultdict(list))
     credits_of: dict[CdrKey, list[KnownCdr]] = field(default_factory=lambda: defaultdict(list))
-    by_token: dict[str, list[KnownCdr]] = field(default_factory=lambda: defaultdict(list))
+    # (token uid, EVSE uid) -> CDRs in key order: look-alikes are found in that order and the search stops after
+    # the first few, so a charge replayed thousands of times costs no more than one replayed six times.
+    by_charger: dict[tuple[str, str | None], list[KnownCdr]] = field(default_factory=lambda: defaultdict(list))
     _parsed_tariffs: dict[int, StoredTariff | None] = field(default_factory=dict)
 
     # ---- loading --------------------------------------------------------------------------------------------------
@@ -426,7 +430,7 @@ class Snapshot:
         if known.credit and known.credit_reference_id is not None:
             self.credits_of[(*owner, known.credit_reference_id)].append(known)
         if known.token_uid is not None:
-            self.by_token[known.token_uid].append(known)
+            insort(self.by_charger[(known.token_uid, known.evse_uid)], known, key=_by_key)
 
     # ---- answering ------------------------------------------------------------------------------------------------
 
@@ -483,7 +487,7 @@ class Snapshot:
             other_credits = [
                 other for other in self.credits_of.get((*owner, me.credit_reference_id), []) if other.key != cdr.key
             ]
-        look_alikes = sorted(self._look_alikes(me), key=_by_key)
+        look_alikes = list(islice(self._look_alikes(me), MAX_LOOK_ALIKES + 1))
         return StoreFacts(
             session=self.sessions.get((*owner, session_id)) if session_id is not None else None,
             token=self.tokens.get(token_key) if token_key is not None else None,
@@ -492,7 +496,7 @@ class Snapshot:
             # on where batch boundaries fell (ADR 0211).
             same_session=tuple(sorted(same_session, key=_by_key)),
             look_alikes=tuple(look_alikes[:MAX_LOOK_ALIKES]),
-            more_look_alikes=max(0, len(look_alikes) - MAX_LOOK_ALIKES),
+            more_look_alikes=len(look_alikes) > MAX_LOOK_ALIKES,
             original=original,
             other_credits=tuple(other_credits),
         )
@@ -500,10 +504,10 @@ class Snapshot:
     def _look_alikes(self, me: KnownCdr) -> Iterable[KnownCdr]:
         if me.credit or me.token_uid is None or me.start is None:
             return
-        for other in self.by_token.get(me.token_uid, []):
+        for other in self.by_charger.get((me.token_uid, me.evse_uid), []):
             if other.key == me.key or other.credit or other.credited or other.start is None:
                 continue
-            if other.evse_uid != me.evse_uid or abs(other.start - me.start) > LOOK_ALIKE_WINDOW:
+            if abs(other.start - me.start) > LOOK_ALIKE_WINDOW:
                 continue
             if me.session_id is not None and other.session_id == me.session_id and other.key[:2] == me.key[:2]:
                 continue  # the same session twice is rule CDR040's business

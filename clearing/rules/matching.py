@@ -39,7 +39,7 @@ def look_alike(facts: Facts) -> Iterator[Issue]:
             "/id",
         )
     if store.more_look_alikes:
-        yield Issue(f"and {store.more_look_alikes} more CDRs like these", "/id")
+        yield Issue(f"and more CDRs like these (only the first {len(store.look_alikes)} are named)", "/id")
 
 
 @rule("CDR050", Severity.INFO, "no session_id", catalogue="SES-EXISTS")
