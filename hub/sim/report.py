@@ -81,8 +81,8 @@ def print_result(console: Console, result: DemoResult) -> None:
         statements.add_column(column, justify="right" if column not in ("CPO", "eMSP") else "left")
     for s in result.statements:
         statements.add_row(
-            s.cpo, s.emsp, str(s.cdr_count), str(s.excluded_count), str(s.total_energy), str(s.amount_incl_vat),
-            str(s.fees_cpo), str(s.fees_emsp), str(s.payable),
+            s.cpo, s.emsp, str(s.cdr_count), str(s.excluded_count), f"{Decimal(str(s.total_energy)):.2f}",
+            str(s.amount_incl_vat), str(s.fees_cpo), str(s.fees_emsp), str(s.payable),
         )  # fmt: skip
     console.print(statements)
     net = Table(title="Net positions after fees (positive: receives)")
