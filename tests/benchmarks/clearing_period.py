@@ -51,8 +51,8 @@ from clearing.settlement.terms import FeeRule, Terms
 from hub.migrate import upgrade
 from hub.platform.clock import FixedClock
 from hub.platform.db import create_engine, create_sessionmaker
+from tests.benchmarks.harness import ADMIN_URL, admin_sql, connect
 
-ADMIN_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 DEFAULT_CDRS = int(os.environ.get("HUB_BENCH_CLEARING_CDRS", "1000000"))
 ENCODER = msgspec.json.Encoder(decimal_format="number")
 PERIOD = "2026-02"
@@ -270,21 +270,6 @@ class World:
             number += 1
 
 
-async def admin(sql: str) -> None:
-    url = make_url(ADMIN_URL)
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-    )
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def populate(connection: asyncpg.Connection, count: int) -> int:
     """The static world (locations, tokens, tariffs) and ``count`` CDRs with their sessions, by ``COPY``."""
     for table, columns, rows in (
@@ -363,12 +348,12 @@ async def run(count: int, batch_size: int, keep: bool = False) -> dict[str, Any]
     task = asyncio.current_task()
     if task is not None:  # stopped (SIGTERM), the run is cancelled and its scratch database still dropped
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin(f'CREATE DATABASE "{name}"')
+    await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin_sql(f'CREATE DATABASE "{name}"')
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
         await asyncio.to_thread(upgrade, url)
-        connection = await asyncpg.connect(asyncpg_dsn(url))
+        connection = await connect(url)
         try:
             started = time.perf_counter()
             made = await populate(connection, count)
@@ -447,7 +432,7 @@ async def run(count: int, batch_size: int, keep: bool = False) -> dict[str, Any]
         }
     finally:
         if not keep:
-            await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def describe(result: dict[str, Any]) -> str:

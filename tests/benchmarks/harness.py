@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+from sqlalchemy.engine import make_url
+
 ENVELOPE = '{"status_code":1000,"status_message":"OK","timestamp":"2026-01-01T00:00:00Z"}'
 
 
@@ -291,3 +294,26 @@ def machine() -> dict[str, Any]:
         "postgres": version("psql", "--version"),
         "git_commit": commit,
     }
+
+
+# ---- PostgreSQL -----------------------------------------------------------------------------------------------------
+
+#: The server the benchmarks create their scratch databases on (as the tests: HUB_TEST_DATABASE_URL).
+ADMIN_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+
+
+async def connect(database_url: str) -> asyncpg.Connection:
+    """A plain asyncpg connection to a SQLAlchemy-style URL (the benchmarks' own queries and COPY)."""
+    url = make_url(database_url)
+    return await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+
+
+async def admin_sql(sql: str) -> None:
+    """Run one statement on the admin database (CREATE/DROP DATABASE)."""
+    connection = await connect(ADMIN_URL)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()

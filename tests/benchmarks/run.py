@@ -26,12 +26,22 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from hub.migrate import upgrade
-from tests.benchmarks.harness import Nginx, WrkRequest, free_port, machine, peak_rss_mb, run_wrk, wait_port
+from tests.benchmarks.harness import (
+    ADMIN_URL,
+    Nginx,
+    WrkRequest,
+    admin_sql,
+    connect,
+    free_port,
+    machine,
+    peak_rss_mb,
+    run_wrk,
+    wait_port,
+)
 from tests.peers import PeerConfig, PeerPlatform
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "tests" / "benchmarks" / "results.json"
-ADMIN_URL = os.environ.get("HUB_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 DURATION = float(os.environ.get("BENCH_DURATION", "8"))
 CPO = ("NL", "CPA")
@@ -168,21 +178,8 @@ class Bench:
 
     # ---- set-up ---------------------------------------------------------------------------------------------------
 
-    async def _admin(self, sql: str) -> None:
-        url = make_url(ADMIN_URL)
-        connection = await asyncpg.connect(
-            host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-        )
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
     async def db(self) -> asyncpg.Connection:
-        url = make_url(self.database_url)
-        return await asyncpg.connect(
-            host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-        )
+        return await connect(self.database_url)
 
     def _cli(self, *args: str) -> str:
         out = subprocess.run(
@@ -197,8 +194,8 @@ class Bench:
 
     async def start(self) -> None:
         print("bench: database, nginx, hub (2 granian workers) and an arq worker …", flush=True)
-        await self._admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        await self._admin(f'CREATE DATABASE "{self.db_name}"')
+        await admin_sql(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+        await admin_sql(f'CREATE DATABASE "{self.db_name}"')
         await asyncio.to_thread(upgrade, self.database_url)
         self.nginx.start()
         exe = str(Path(sys.executable).with_name("ocpi-hub"))
@@ -256,7 +253,7 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     process.kill()
         self.nginx.stop()
-        await self._admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+        await admin_sql(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
     # ---- scenarios ------------------------------------------------------------------------------------------------
 
