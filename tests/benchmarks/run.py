@@ -30,6 +30,7 @@ from tests.benchmarks.harness import (
     ADMIN_URL,
     Nginx,
     WrkRequest,
+    WrkResult,
     admin_sql,
     connect,
     free_port,
@@ -306,12 +307,10 @@ class Bench:
         nginx = await run_wrk(self.nginx.proxy, requests, duration=DURATION)
         hub = await run_wrk(self.hub_url, requests, duration=DURATION)
         self.sample_rss("routed")
-        # Latency at half of the hub's maximum load: every connection paced so the total rate is half of it.
-        connections = 16
+        # Latency at half of the hub's maximum load, each target paced to that same rate.
         rate = max(hub.rps / 2, 50.0)
-        delay = max(connections * 1000.0 / rate - hub.p50_ms, 0.1)
         paced = {
-            name: await run_wrk(url, requests, duration=DURATION, connections=connections, delay_ms=delay)
+            name: await at_rate(url, requests, rate)
             for name, url in (("direct", self.nginx.upstream), ("nginx", self.nginx.proxy), ("hub", self.hub_url))
         }
         hub_added = paced["hub"].p50_ms - paced["direct"].p50_ms
@@ -358,17 +357,11 @@ class Bench:
             {"Authorization": _token_header(cpo_token), "Content-Type": "application/json"},
             '{"location_id":"LOC1"}',
         )
-        connections = 4
-        delay = connections * 1000.0 / 200
-        direct = await run_wrk(
-            self.nginx.upstream, [request], duration=DURATION, connections=connections, threads=1, delay_ms=delay
-        )
-        hub = await run_wrk(
-            self.hub_url, [request], duration=DURATION, connections=connections, threads=1, delay_ms=delay
-        )
+        direct = await at_rate(self.nginx.upstream, [request], AUTHORIZE_RATE, connections=4, threads=1)
+        hub = await at_rate(self.hub_url, [request], AUTHORIZE_RATE, connections=4, threads=1)
         self.sample_rss("authorize")
         self.results["authorize"] = {
-            "rate_rps": 200,
+            "rate_rps": AUTHORIZE_RATE,
             "direct": direct.as_dict(),
             "hub": hub.as_dict(),
             "hub_added_p99_ms": round(hub.p99_ms - direct.p99_ms, 3),
@@ -609,6 +602,26 @@ class Bench:
             await self.stop()
 
 
+AUTHORIZE_RATE = 200.0
+
+
+async def at_rate(
+    url: str, requests: list[WrkRequest], rate: float, *, connections: int = 16, threads: int = 2
+) -> WrkResult:
+    """wrk paced so that ``url`` receives about ``rate`` requests/s, to compare latencies at one load.
+
+    wrk keeps a request in flight per connection, so the rate is connections / (pause + latency). A first, short
+    pass with the whole interval as pause measures the target's latency at about that load; the measured pass
+    pauses the interval minus that latency. (Pausing by another target's latency, or by the latency at maximum
+    load, leaves a fast target at many times the rate of a slow one.) The result's requests_per_s says what
+    was reached.
+    """
+    interval = connections * 1000.0 / rate
+    options: dict[str, Any] = {"connections": connections, "threads": threads}
+    first = await run_wrk(url, requests, duration=max(DURATION / 2, 2.0), delay_ms=interval, **options)
+    return await run_wrk(url, requests, duration=DURATION, delay_ms=max(interval - first.p50_ms, 0.1), **options)
+
+
 def clearing_period() -> dict[str, Any]:
     """The clearing benchmark (`tests.benchmarks.clearing_period`) in its own process, so its peak RSS is its own.
 
@@ -642,11 +655,14 @@ def print_table(results: dict[str, Any]) -> None:
             f"  at {routed['half_load_target_rps']} req/s: hub adds {routed['hub_added_p50_ms']} ms p50, nginx adds "
             f"{routed['nginx_added_p50_ms']} ms; ratio {routed['hub_vs_nginx_added_p50']} (target <= 2.0)"
         )
+        reached = ", ".join(f"{name} {row['requests_per_s']}" for name, row in routed["half_load"].items())
+        print(f"  paced rates reached (req/s): {reached}")
     if "authorize" in results:
         a = results["authorize"]
         print(
-            f"\nAuthorize at 200 req/s: hub p99 {a['hub']['p99_ms']} ms, direct p99 {a['direct']['p99_ms']} ms, "
-            f"added {a['hub_added_p99_ms']} ms"
+            f"\nAuthorize at {a['rate_rps']:g} req/s (reached: hub {a['hub']['requests_per_s']}, direct "
+            f"{a['direct']['requests_per_s']}): hub p99 {a['hub']['p99_ms']} ms, direct p99 "
+            f"{a['direct']['p99_ms']} ms, added {a['hub_added_p99_ms']} ms"
         )
     for receivers, row in results.get("fanout", {}).items():
         print(
