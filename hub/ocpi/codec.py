@@ -12,7 +12,7 @@ import msgspec
 
 from hub.ocpi.types import dec_hook, enc_hook
 
-__all__ = ["InvalidJson", "InvalidPayload", "WireError", "decode", "encode"]
+__all__ = ["InvalidJson", "InvalidPayload", "WireError", "decode", "encode", "has_nul"]
 
 T = TypeVar("T")
 
@@ -51,11 +51,35 @@ def _decoder(type_: object) -> msgspec.json.Decoder[Any]:
 def decode(data: bytes | str, type_: type[T]) -> T:
     """Decode JSON into ``type_``; raise `InvalidJson` or `InvalidPayload`."""
     try:
-        return cast("T", _decoder(type_).decode(data))
+        value = cast("T", _decoder(type_).decode(data))
     except msgspec.ValidationError as exc:
         raise InvalidPayload(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidJson(str(exc)) from None
+    if _NUL_ESCAPE in (data if isinstance(data, bytes) else data.encode()) and has_nul(data):
+        raise InvalidPayload("a string holds the character U+0000, which no OCPI field allows")
+    return value
+
+
+# JSON can carry U+0000 only as this escape. No OCPI string allows it (types §16: printable text), and PostgreSQL
+# cannot store it in text or jsonb: let through, it turned a partner's typo into a 500 (the fuzz scenarios).
+_NUL_ESCAPE: Final = b"\\u0000"
+
+
+def has_nul(data: bytes | str) -> bool:
+    """Whether any string (key or value) of the JSON document ``data`` holds U+0000; ``data`` must be valid JSON."""
+    pending: list[Any] = [msgspec.json.decode(data)]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def encode(obj: object) -> bytes:

@@ -127,8 +127,9 @@ async def test_duplicates_and_conflicts_inside_one_batch(db: AsyncSession, servi
         (dump({k: v for k, v in cdr().items() if k != "id"}), "`id` must be"),
         (dump(cdr(country_code="NLD")), "`country_code` must be"),
         (dump(cdr("X" * 40)), "`id` must be"),
+        (dump(cdr(session_id="S\x001")), "U+0000"),  # PostgreSQL cannot store it in text
     ],
-    ids=["not-json", "not-an-object", "no-id", "long-country", "long-id"],
+    ids=["not-json", "not-an-object", "no-id", "long-country", "long-id", "nul-character"],
 )
 async def test_invalid_payloads_are_refused_and_kept(
     db: AsyncSession, service: ClearingService, payload: bytes, reason: str

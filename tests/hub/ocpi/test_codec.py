@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from hub.ocpi import v2_2_1 as ocpi
-from hub.ocpi.codec import InvalidJson, InvalidPayload, WireError, decode, encode
+from hub.ocpi.codec import InvalidJson, InvalidPayload, WireError, decode, encode, has_nul
 
 ROLE = b'{"role": "CPO", "business_details": {"name": "Example"}, "party_id": "EXA", "country_code": "NL"}'
 
@@ -93,3 +93,24 @@ def test_encode_handles_decimals_datetimes_and_enums() -> None:
         b'{"party_id":"EXA","country_code":"NL","role":"EMSP","status":"OFFLINE",'
         b'"last_updated":"2024-05-06T07:08:09.010Z"}'
     )
+
+
+@pytest.mark.parametrize(
+    ("payload", "nul"),
+    [
+        (b'{"a": "x\\u0000y"}', True),
+        (b'{"x\\u0000": 1}', True),  # in a key
+        (b'[[["\\u0000"]]]', True),
+        (b'{"a": "C:\\\\u0000"}', False),  # an escaped backslash, then the text u0000
+        (b'{"a": "\\u00001"}', True),
+        (b'{"a": "\\u0001"}', False),
+    ],
+)
+def test_has_nul_finds_u0000_in_any_string(payload: bytes, nul: bool) -> None:
+    assert has_nul(payload) is nul
+
+
+def test_decode_refuses_u0000_in_a_field_without_a_pattern() -> None:
+    with pytest.raises(InvalidPayload, match="U\\+0000"):
+        decode(b'{"a": "http://x/\\u0000"}', dict[str, str])
+    assert decode(b'{"a": "C:\\\\u0000"}', dict[str, str]) == {"a": "C:\\u0000"}
