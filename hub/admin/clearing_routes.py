@@ -47,6 +47,7 @@ from clearing.settlement.service import PeriodError, SettlementService, Statemen
 from clearing.settlement.terms import Terms, TermsError, parse_party
 from clearing.states import StateError
 from hub.admin.controllers import FINANCE_ROLES, READ_ROLES, require_operator
+from hub.admin.params import RowId
 from hub.admin.service import Operator, record_audit
 from hub.runtime import Runtime
 
@@ -327,7 +328,7 @@ async def open_dispute(request: Request[Any, Any, State]) -> Response[bytes]:
     tags=["clearing"],
     status_code=200,
 )
-async def resolve_dispute(request: Request[Any, Any, State], *, dispute_id: FromPath[int]) -> Response[bytes]:
+async def resolve_dispute(request: Request[Any, Any, State], *, dispute_id: RowId) -> Response[bytes]:
     """Resolve by ``credit`` (the credit CDR taken in), ``adjustment`` (``amount``, next statement) or ``rejection``."""
     operator = await require_operator(request, FINANCE_ROLES)
     try:
@@ -420,7 +421,7 @@ async def list_terms(
 
 
 @get("/admin/api/clearing/terms/{terms_id:int}", operation_id="GetClearingTerms", tags=["clearing"])
-async def get_terms(request: Request[Any, Any, State], *, terms_id: FromPath[int]) -> Response[bytes]:
+async def get_terms(request: Request[Any, Any, State], *, terms_id: RowId) -> Response[bytes]:
     """One version of a pair's terms by its id."""
     await require_operator(request, READ_ROLES)
     runtime = _runtime(request)

@@ -23,6 +23,7 @@ from litestar.exceptions import (
 from litestar.params import FromPath, FromQuery
 
 from hub.admin import actions
+from hub.admin.params import Limit, RowId, RowIdFilter, StatusCodeFilter
 from hub.admin.service import (
     Operator,
     OperatorKeyError,
@@ -75,7 +76,7 @@ def _request_id(request: Request[Any, Any, State]) -> str:
 
 
 @get("/admin/api/parties/{platform_id:int}", operation_id="GetParty", tags=["parties"])
-async def get_party(request: Request[Any, Any, State], *, platform_id: FromPath[int]) -> Response[dict[str, object]]:
+async def get_party(request: Request[Any, Any, State], *, platform_id: RowId) -> Response[dict[str, object]]:
     """One platform and its parties."""
     await require_operator(request, READ_ROLES)
     registry: PartyRegistry = request.app.state.registry
@@ -101,29 +102,25 @@ async def _party_action(
 
 
 @post("/admin/api/parties/{platform_id:int}/suspend", operation_id="SuspendParty", tags=["parties"], status_code=200)
-async def suspend_party(
-    request: Request[Any, Any, State], *, platform_id: FromPath[int]
-) -> Response[dict[str, object]]:
+async def suspend_party(request: Request[Any, Any, State], *, platform_id: RowId) -> Response[dict[str, object]]:
     """Suspend a registered platform: its token stops working, its parties are announced SUSPENDED (reversible)."""
     return await _party_action(request, "suspend", platform_id)
 
 
 @post("/admin/api/parties/{platform_id:int}/activate", operation_id="ActivateParty", tags=["parties"], status_code=200)
-async def activate_party(
-    request: Request[Any, Any, State], *, platform_id: FromPath[int]
-) -> Response[dict[str, object]]:
+async def activate_party(request: Request[Any, Any, State], *, platform_id: RowId) -> Response[dict[str, object]]:
     """Undo a suspension: the platform is REGISTERED and its parties CONNECTED again."""
     return await _party_action(request, "activate", platform_id)
 
 
 @post("/admin/api/parties/{platform_id:int}/rotate", operation_id="RotateParty", tags=["parties"], status_code=200)
-async def rotate_party(request: Request[Any, Any, State], *, platform_id: FromPath[int]) -> Response[dict[str, object]]:
+async def rotate_party(request: Request[Any, Any, State], *, platform_id: RowId) -> Response[dict[str, object]]:
     """Renew the credentials with the platform (credentials PUT from the hub): both tokens are replaced."""
     return await _party_action(request, "rotate", platform_id)
 
 
 @delete("/admin/api/parties/{platform_id:int}", operation_id="DeleteParty", tags=["parties"], status_code=200)
-async def delete_party(request: Request[Any, Any, State], *, platform_id: FromPath[int]) -> Response[dict[str, object]]:
+async def delete_party(request: Request[Any, Any, State], *, platform_id: RowId) -> Response[dict[str, object]]:
     """Unregister a platform for good (credentials DELETE at the platform, best effort); every token dies."""
     return await _party_action(request, "delete", platform_id)
 
@@ -156,7 +153,7 @@ async def post_operator(request: Request[Any, Any, State]) -> Response[dict[str,
 
 
 @delete("/admin/api/operators/{key_id:int}", operation_id="RevokeOperator", tags=["operators"], status_code=200)
-async def revoke_operator(request: Request[Any, Any, State], *, key_id: FromPath[int]) -> Response[dict[str, object]]:
+async def revoke_operator(request: Request[Any, Any, State], *, key_id: RowId) -> Response[dict[str, object]]:
     """Revoke an operator key for good."""
     operator = await require_operator(request, WRITE_ROLES)
     try:
@@ -174,7 +171,7 @@ async def get_audit(
     *,
     target: FromQuery[str | None] = None,
     since: FromQuery[datetime | None] = None,
-    limit: FromQuery[int] = 100,
+    limit: Limit = 100,
 ) -> Response[list[dict[str, object]]]:
     """The audit log, newest first: ``target=platform:3`` (exact) or ``target=platform:*`` (prefix), ``since``."""
     await require_operator(request, READ_ROLES)
@@ -256,8 +253,8 @@ async def get_deliveries(
     request: Request[Any, Any, State],
     *,
     status: FromQuery[str | None] = None,
-    platform: FromQuery[int | None] = None,
-    limit: FromQuery[int] = 100,
+    platform: RowIdFilter = None,
+    limit: Limit = 100,
 ) -> Response[list[dict[str, object]]]:
     """Pushes the hub fanned out (broadcast, HubClientInfo), newest first; ``status=failed`` for the failed ones."""
     await require_operator(request, READ_ROLES)
@@ -290,13 +287,13 @@ async def get_messages(
     request: Request[Any, Any, State],
     *,
     correlation_id: FromQuery[str | None] = None,
-    platform: FromQuery[int | None] = None,
+    platform: RowIdFilter = None,
     party: FromQuery[str | None] = None,
     module: FromQuery[str | None] = None,
-    ocpi_status: FromQuery[int | None] = None,
+    ocpi_status: StatusCodeFilter = None,
     since: FromQuery[datetime | None] = None,
     until: FromQuery[datetime | None] = None,
-    limit: FromQuery[int] = 100,
+    limit: Limit = 100,
 ) -> Response[list[dict[str, object]]]:
     """The message log: one row per request into the hub and per call it made; one correlation id shows its path."""
     await require_operator(request, READ_ROLES)

@@ -17,6 +17,7 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+from sqlalchemy.exc import DataError
 
 from hub.ocpi.envelope import OcpiStatus, envelope_bytes
 
@@ -85,9 +86,24 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
     return ocpi_response(OcpiStatus.SERVER_ERROR, message="internal error; see the hub's log", http_status=500)
 
 
+def handle_data_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """The database refused a value the request carried (SQLSTATE class 22: a U+0000 in text, a number out of its
+    column's range): the input was bad, so a 400 (OCPI 2001) that says so, not a 500. Logged as a warning with
+    the driver's words in case the value was the hub's own."""
+    if not isinstance(exc, DataError):
+        return handle_unexpected(request, exc)
+    reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+    log.warning("database refused a value", path=request.url.path, method=request.method, reason=reason)
+    detail = "a value in the request is not valid for the database (a U+0000 character, or a number out of range)"
+    if not request.url.path.startswith("/ocpi"):
+        return _plain_error(400, detail)
+    return ocpi_response(OcpiStatus.CLIENT_ERROR, message=detail, http_status=400)
+
+
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     OcpiError: handle_ocpi_error,
     HTTPException: handle_http_exception,
+    DataError: handle_data_error,
     Exception: handle_unexpected,
 }
 

@@ -7,10 +7,10 @@ from typing import Any, Final
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath
 
 from hub.admin import actions
 from hub.admin.controllers import WRITE_ROLES
+from hub.admin.params import RowId
 from hub.parties.service import PlatformNotFoundError, RegistryError
 from hub.ui.auth import UiError, redirect, require_action, require_user, runtime_of
 from hub.ui.overview import party_status
@@ -40,7 +40,7 @@ async def parties(request: Request[Any, Any, State]) -> Response[str]:
 
 
 @get("/parties/{platform_id:int}", name="ui-party", include_in_schema=False)
-async def party(request: Request[Any, Any, State], platform_id: FromPath[int]) -> Response[str]:
+async def party(request: Request[Any, Any, State], platform_id: RowId) -> Response[str]:
     user = await require_user(request)
     runtime = runtime_of(request)
     try:
@@ -65,12 +65,12 @@ async def _act(request: Request[Any, Any, State], platform_id: int, action: acti
 
 
 @post("/parties/{platform_id:int}/suspend", name="ui-party-suspend", include_in_schema=False, status_code=303)
-async def suspend(request: Request[Any, Any, State], platform_id: FromPath[int]) -> Response[str]:
+async def suspend(request: Request[Any, Any, State], platform_id: RowId) -> Response[str]:
     return await _act(request, platform_id, "suspend")
 
 
 @post("/parties/{platform_id:int}/activate", name="ui-party-activate", include_in_schema=False, status_code=303)
-async def activate(request: Request[Any, Any, State], platform_id: FromPath[int]) -> Response[str]:
+async def activate(request: Request[Any, Any, State], platform_id: RowId) -> Response[str]:
     return await _act(request, platform_id, "activate")
 
 

@@ -83,3 +83,28 @@ async def test_message_log_shows_the_path_of_a_correlation_id(hub: HubServer, in
     assert (status, failed) == (200, [])
     status, queued = await _call("POST", f"{hub.url}/admin/api/deliveries/retry", json={})
     assert (status, queued) == (200, {"queued": 0})
+
+
+async def test_values_the_database_cannot_hold_are_400_not_500(hub: HubServer) -> None:
+    # Found by schemathesis against /schema/openapi.json on PostgreSQL: U+0000 in text, ids beyond integer range.
+    for path in (
+        "/admin/api/messages?correlation_id=%00",
+        "/admin/api/audit?target=a%00b",
+        "/admin/api/clearing/cdrs/NL/CPA/%00",
+        "/admin/api/clearing/periods/%00/statements",
+        "/admin/api/deliveries?status=%00",
+        "/admin/api/parties/99999999999",
+        "/admin/api/parties/-1",
+        "/admin/api/messages?limit=-5",
+        "/admin/api/deliveries?platform=99999999999",
+        "/admin/api/messages?ocpi_status=10000000000",
+        "/admin/api/clearing/terms/99999999999",
+    ):
+        status, answer = await _call("GET", f"{hub.url}{path}")
+        assert status == 400, (path, answer)
+        assert answer["status_code"] == 400, path
+        assert answer["detail"], path
+    status, answer = await _call("POST", f"{hub.url}/admin/api/operators", json={"name": "a\x00b", "role": "viewer"})
+    assert status == 400, answer
+    status, _ = await _call("POST", f"{hub.url}/admin/api/parties/99999999999/suspend")
+    assert status == 400
