@@ -51,7 +51,7 @@ from clearing.verification import DEFAULT_TOLERANCE, PriceVerification
 from hub.objects.models import CdrRow
 from hub.ocpi.types import ci_key
 from hub.platform.clock import Clock, SystemClock
-from hub.platform.keysets import keys_listed
+from hub.platform.keysets import keep_statistics, keys_in
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -347,7 +347,7 @@ class ClearingService:
     async def _existing(self, session: AsyncSession, keys: set[CdrKey]) -> dict[CdrKey, _Existing]:
         found: dict[CdrKey, _Existing] = {}
         model = ClearingCdrRow
-        for condition in keys_listed((model.country_code, model.party_id, model.cdr_id), keys):
+        for condition in keys_in(session, (model.country_code, model.party_id, model.cdr_id), keys):
             rows = await session.execute(
                 select(model.id, model.country_code, model.party_id, model.cdr_id, model.content_hash,
                        model.store_row_id).where(condition)
@@ -373,6 +373,8 @@ class ClearingService:
                 parsed.append((index, item, parse_cdr(item.raw)))
             except RefusedPayload as exc:
                 rejections.append((index, item, "invalid", exc.message, None, None))
+        # The batch's lookups join clearing_cdrs with unnested keys: its statistics must follow its growth.
+        await keep_statistics(session, ClearingCdrRow.__tablename__)
         existing = await self._existing(session, {cdr.key for _, _, cdr in parsed})
         fresh: list[tuple[int, IntakeItem, ParsedCdr]] = []
         in_batch: dict[CdrKey, tuple[IntakeItem, ParsedCdr]] = {}

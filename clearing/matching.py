@@ -34,7 +34,7 @@ from clearing.models import ClearingCdrRow
 from clearing.pricing import InputError, Tariff, tariff_from_builtins
 from clearing.rules.base import pointer
 from hub.objects.models import LocationRow, SessionRow, TariffVersionRow, TokenRow
-from hub.platform.keysets import CHUNK, keys_in, keys_listed
+from hub.platform.keysets import CHUNK, keys_in
 
 __all__ = [
     "LOOK_ALIKE_WINDOW",
@@ -403,10 +403,12 @@ class Snapshot:
         uids = sorted({uid for c in cdrs if (uid := key_of(c.doc, "cdr_token", "uid")) is not None})
         starts = [c.view.start_date_time for c in cdrs if c.view is not None]
         conditions: list[ColumnElement[bool]] = []
-        # clearing_cdrs: literal key lists, not unnested arrays (hub.platform.keysets says why).
+        # Unnested key arrays: take_in keeps clearing_cdrs' statistics fresh first (hub.platform.keysets says why).
         if session_keys:
-            conditions += keys_listed((model.country_code, model.party_id, model.session_id), session_keys)
-        conditions += keys_listed((model.country_code, model.party_id, model.credit_reference_id), references | own)
+            conditions += keys_in(session, (model.country_code, model.party_id, model.session_id), session_keys)
+        conditions += keys_in(
+            session, (model.country_code, model.party_id, model.credit_reference_id), references | own
+        )
         if uids and starts:
             # Look-alike candidates: the batch's tokens around the batch's starts. One window from the earliest to the
             # latest start read a growing share of the table once a late CDR (a credit, a resend) joined a batch:
@@ -427,7 +429,7 @@ class Snapshot:
             for row in await session.execute(select(*columns).where(condition)):
                 self._add_row(row, None)
         if references:
-            for condition in keys_listed((model.country_code, model.party_id, model.cdr_id), references):
+            for condition in keys_in(session, (model.country_code, model.party_id, model.cdr_id), references):
                 for row in await session.execute(select(*columns, model.raw).where(condition)):
                     self._add_row(row, load_json(row.raw))
 
