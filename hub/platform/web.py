@@ -97,7 +97,7 @@ def handle_data_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
     detail = "a value in the request is not valid for the database (a U+0000 character, or a number out of range)"
     if not request.url.path.startswith("/ocpi"):
         return _plain_error(400, detail)
-    return ocpi_response(OcpiStatus.CLIENT_ERROR, message=detail, http_status=400)
+    return ocpi_response(OcpiStatus.INVALID_OR_MISSING_PARAMETERS, message=detail, http_status=400)
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
