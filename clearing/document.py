@@ -21,7 +21,7 @@ import msgspec
 
 from clearing.pricing import Cdr, InputError, cdr_from_builtins
 from hub.ocpi import v2_2_1 as ocpi
-from hub.ocpi.codec import WireError, decode, has_nul
+from hub.ocpi.codec import NUL_REFUSED, WireError, decode, has_nul
 from hub.ocpi.types import ci_key, parse_datetime
 
 __all__ = [
@@ -205,8 +205,8 @@ def parse_cdr(raw: bytes, *, require_key: bool = True) -> ParsedCdr:
     loaded = load_json(raw)
     if not isinstance(loaded, dict):
         raise RefusedPayload(f"a CDR must be a JSON object, got {type(loaded).__name__}")
-    if b"\\u0000" in raw and has_nul(raw):  # PostgreSQL cannot store U+0000 in text; no OCPI field allows it
-        raise RefusedPayload("a string holds the character U+0000, which no OCPI field allows")
+    if has_nul(raw):  # PostgreSQL cannot store U+0000 in text; no OCPI field allows it
+        raise RefusedPayload(NUL_REFUSED)
     # Without the bytes "null" the payload has no null member to drop (the walk copies the whole document).
     doc: dict[str, Any] = _drop_nulls(loaded) if b"null" in raw else loaded
     key = _key(doc, required=require_key)

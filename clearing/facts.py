@@ -53,7 +53,7 @@ class KnownCdr:
         return "/".join(self.key)
 
 
-#: Look-alikes named per CDR (rule CDR041); the rest are counted.
+#: Look-alikes named per CDR (rule CDR041); beyond them a CDR only says that there are more.
 MAX_LOOK_ALIKES: Final = 5
 
 

@@ -176,7 +176,7 @@ async def get_audit(
     """The audit log, newest first: ``target=platform:3`` (exact) or ``target=platform:*`` (prefix), ``since``."""
     await require_operator(request, READ_ROLES)
     async with _runtime(request).sessions() as session:
-        rows = await list_audit(session, target=target, since=since, limit=max(1, min(limit, 1000)))
+        rows = await list_audit(session, target=target, since=since, limit=min(limit, 1000))
     return Response([audit_as_dict(row) for row in rows])
 
 

@@ -35,18 +35,18 @@ def keys_in(
     On PostgreSQL a single condition, ``(a, b, c) IN (SELECT * FROM unnest($1, $2, $3))`` with one array per column;
     elsewhere row-value ``IN`` lists of at most ``CHUNK`` keys. No keys gives one condition that is never true.
     """
+    if session.get_bind().dialect.name != "postgresql":
+        return keys_listed(columns, keys)
     ordered = sorted(set(keys))
     if not ordered:
         return [false()]
-    if session.get_bind().dialect.name == "postgresql":
-        arrays = [
-            bindparam(None, [key[position] for key in ordered], type_=ARRAY(String()), unique=True)
-            for position in range(len(columns))
-        ]
-        names = [f"k{position}" for position in range(len(columns))]
-        given = func.unnest(*arrays).table_valued(*names).render_derived()
-        return [tuple_(*columns).in_(select(*given.c))]
-    return keys_listed(columns, ordered)
+    arrays = [
+        bindparam(None, [key[position] for key in ordered], type_=ARRAY(String()), unique=True)
+        for position in range(len(columns))
+    ]
+    names = [f"k{position}" for position in range(len(columns))]
+    given = func.unnest(*arrays).table_valued(*names).render_derived()
+    return [tuple_(*columns).in_(select(*given.c))]
 
 
 def keys_listed(columns: Sequence[Any], keys: Iterable[tuple[str, ...]]) -> list[ColumnElement[bool]]:

@@ -240,7 +240,7 @@ async def test_ocpi_hub_worker_runs_jobs_until_sigterm(
 async def test_sigterm_during_a_delivery_still_shuts_the_worker_down_cleanly(
     quiet_hub: HubServer, connect_peer: ConnectPeer, sessions: Sessions
 ) -> None:
-    # arq alone re-raises the cancelled job's CancelledError out of its close: exit 1, on_shutdown skipped.
+    # A delivery cancelled mid-flight: the process still exits 0 after on_shutdown, and the push stays due.
     receiver = await connect_peer()
     receiver.peer.set_response("PUT", LOCATION_PATH, ScriptedResponse(delay=30.0))
     outbox_id = await push(sessions, receiver)
