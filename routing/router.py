@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hub.objects.bulk import cdr_insert, session_put
 from hub.objects.models import LocationRow, SessionRow, TokenRow
 from hub.objects.service import ObjectStore
 from hub.ocpi.codec import WireError, decode
@@ -328,10 +329,11 @@ class Router:
         tail = req.path.tail
         if len(tail) != 3:
             raise _invalid("sessions push URL must be /{country_code}/{party_id}/{session_id}")
-        # Stored before it is forwarded (DESIGN §4), in a transaction shared with concurrent writes (group commit).
+        # Stored before it is forwarded (DESIGN §4), in a transaction shared with concurrent writes (group commit). A
+        # PUT is checked here, in the request, and written in one statement with the other PUTs of its transaction.
         store, body = self._store, req.body
         if req.method == "PUT":
-            await self._writes.run(lambda session: store.put_session(session, tail[0], tail[1], tail[2], body))
+            await self._writes.run_bulk(store.put_sessions, session_put(tail[0], tail[1], tail[2], body))
         else:
             await self._writes.run(lambda session: store.patch_session(session, tail[0], tail[1], tail[2], body))
 
@@ -344,8 +346,7 @@ class Router:
             raise _invalid(
                 f"the CDR belongs to {view.country_code}/{view.party_id} but OCPI-from is {sender[0]}/{sender[1]}"
             )
-        store, body, cc, pid = self._store, req.body, view.country_code, view.party_id
-        await self._writes.run(lambda session: store.store_cdr(session, cc, pid, body))
+        await self._writes.run_bulk(self._store.store_cdrs, cdr_insert(view.country_code, view.party_id, req.body))
 
     @staticmethod
     def _view(body: bytes, view: type[Any], what: str) -> Any:

@@ -36,9 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.objects import merge
+from hub.objects import bulk, merge
+from hub.objects.bulk import CdrInsert, SessionPut, StoredCdr, cdr_insert, session_put
 from hub.objects.errors import (
-    CdrConflictError,
     InvalidObjectError,
     UnknownLocationError,
     UnknownObjectError,
@@ -86,15 +86,6 @@ class Change:
     created: bool
     data: bytes
     last_updated: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StoredCdr:
-    """Outcome of storing a CDR: its id as sent, whether it is new, and the eMSP it belongs to (upper-cased)."""
-
-    id: str
-    created: bool
-    emsp: tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,16 +591,15 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, session_id: str, body: bytes
     ) -> Change:
         """Create or replace a Session; a PUT replaces the charging periods too (mod_sessions §9.2.2.2)."""
-        charging = _decode(body, ocpi.Session)
-        _check_owner(country_code, party_id, charging)
-        _check_id("id", session_id, charging.id)
-        created, _ = await self._upsert(
-            session,
-            SessionRow,
-            self._session_key(country_code, party_id, session_id),
-            {"data": body, **self._session_columns(charging)},
-        )
-        return Change(created, body, charging.last_updated)
+        put = session_put(country_code, party_id, session_id, body)
+        (created,) = await self.put_sessions(session, [put])
+        if isinstance(created, Exception):
+            raise created
+        return Change(created, body, put.last_updated)
+
+    async def put_sessions(self, session: AsyncSession, puts: list[SessionPut]) -> list[bool | Exception]:
+        """Many checked Session PUTs at once (`hub.objects.bulk`); per PUT whether it created the Session."""
+        return await bulk.put_sessions(session, puts, self._clock.now())
 
     async def patch_session(
         self, session: AsyncSession, country_code: str, party_id: str, session_id: str, body: bytes
@@ -661,41 +651,14 @@ class ObjectStore:
         """Keep a CDR byte for byte. CDRs are immutable (mod_cdrs §10.1): the same CDR again is an accepted replay
         that changes nothing, another CDR with the same (country_code, party_id, id) is refused.
         """
-        cdr = _decode(body, ocpi.CDR)
-        # A CDR POST has no owner in its URL (mod_cdrs §10.2.2.2): the owner must be the party that sends it.
-        _check_owner(country_code, party_id, cdr, source="the sending party")
-        if cdr.credit and cdr.credit_reference_id is None:
-            # mod_cdrs §10.3.1: a Credit CDR must name the CDR it credits.
-            raise InvalidObjectError("credit_reference_id is required when credit is true")
-        key = {**_owner_key(country_code, party_id), "cdr_id": ci_key(cdr.id)}
-        emsp = (ci_key(cdr.cdr_token.country_code), ci_key(cdr.cdr_token.party_id))
-        values = {
-            **key,
-            "emsp_country_code": emsp[0],
-            "emsp_party_id": emsp[1],
-            "session_id": None if cdr.session_id is None else ci_key(cdr.session_id),
-            "data": body,
-            "last_updated": cdr.last_updated,
-            "created_at": self._clock.now(),
-            "credit": bool(cdr.credit),
-            "credit_reference_id": None if cdr.credit_reference_id is None else ci_key(cdr.credit_reference_id),
-        }
-        if await self._insert_new(session, CdrRow, values, list(key)) is not None:
-            return StoredCdr(cdr.id, True, emsp)
-        stored = (
-            await session.execute(
-                select(CdrRow.data, CdrRow.emsp_country_code, CdrRow.emsp_party_id).where(*_where(CdrRow, key))
-            )
-        ).one()
-        # A replay may differ only in formatting (whitespace, key order, 1.5 vs 1.50, null vs absent).
-        if stored.data != body and merge.normalised(merge.load_object(stored.data)) != merge.normalised(
-            merge.load_object(body)
-        ):
-            raise CdrConflictError(
-                f"CDR {cdr.id} of {country_code}/{party_id} already exists with different content; "
-                "send a credit CDR with a new id to correct it (mod_cdrs §10.1.1)"
-            )
-        return StoredCdr(cdr.id, False, (stored.emsp_country_code, stored.emsp_party_id))
+        (outcome,) = await self.store_cdrs(session, [cdr_insert(country_code, party_id, body)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def store_cdrs(self, session: AsyncSession, cdrs: list[CdrInsert]) -> list[StoredCdr | Exception]:
+        """Many checked CDRs at once (`hub.objects.bulk`); a conflicting CDR's outcome is its `CdrConflictError`."""
+        return await bulk.store_cdrs(session, cdrs, self._clock.now())
 
     async def get_cdr(self, session: AsyncSession, country_code: str, party_id: str, cdr_id: str) -> bytes | None:
         key = {**_owner_key(country_code, party_id), "cdr_id": ci_key(cdr_id)}
