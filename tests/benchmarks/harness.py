@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -125,7 +126,8 @@ class WrkRequest:
     path: str
     headers: dict[str, str]
     body: str | None = None
-    # Where the body's unique part goes: "{n}" in the body/path is replaced by a per-request counter.
+    # Where the body's unique part goes: "{n}" in the body/path is replaced by a value no other request of any run has
+    # (each run draws its own prefix: with a counter alone, the next run's CDRs were replays of the previous run's).
     unique: bool = False
 
 
@@ -163,7 +165,7 @@ def _lua_string(text: str) -> str:
 
 def wrk_script(requests: list[WrkRequest], *, delay_ms: float = 0.0) -> str:
     """A wrk Lua script cycling through ``requests``; ``delay_ms`` paces each connection (fixed-rate load)."""
-    lines = ["local reqs = {}"]
+    lines = ["local reqs = {}", f"local run = {_lua_string(secrets.token_hex(4))}"]
     for index, request in enumerate(requests, start=1):
         headers = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in request.headers.items())
         body = "nil" if request.body is None else _lua_string(request.body)
@@ -186,7 +188,7 @@ request = function()
     local r = reqs[(counter % #reqs) + 1]
     local path, body = r.path, r.body
     if r.unique then
-        local n = tostring(tid) .. "x" .. tostring(counter)
+        local n = run .. tostring(tid) .. "x" .. tostring(counter)
         path = string.gsub(path, "{{n}}", n)
         if body then body = string.gsub(body, "{{n}}", n) end
     end
