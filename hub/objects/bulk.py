@@ -10,18 +10,22 @@ writes them one by one with the same outcomes.
 
 A payload list may name one object twice (two PUTs of one Session in flight together). One PostgreSQL statement must
 not touch a row twice, so such lists are written in rounds in which every key appears once, in arrival order.
+
+Each write is a single statement, atomic by itself, and on PostgreSQL it goes to asyncpg directly: unless other work
+of its batch opened a transaction first, it commits on its own, which spares the batch its BEGIN and COMMIT round
+trips. Either way it is durable before group commit answers the request. When a batch falls back to one transaction
+per item after one of its statements committed, that write runs again: harmless, since a PUT replaces and a CDR sent
+again is a replay (only the "created" flag then says no).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Boolean, DateTime, LargeBinary, String, TextClause, bindparam, insert, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -31,7 +35,7 @@ from hub.objects.models import CdrRow, SessionRow
 from hub.ocpi import v2_2_1 as ocpi
 from hub.ocpi.codec import WireError, decode
 from hub.ocpi.types import ci_key
-from hub.platform.keysets import keys_in
+from hub.platform.keysets import keys_listed
 
 __all__ = ["CdrInsert", "SessionPut", "StoredCdr", "cdr_insert", "put_sessions", "session_put", "store_cdrs"]
 
@@ -135,69 +139,70 @@ def _rounds(keys: Sequence[Key]) -> list[list[int]]:
     return rounds
 
 
-def _texts(size: int) -> list[Any]:
-    return [bindparam(f"a{i}", type_=ARRAY(String())) for i in range(size)]
-
-
-@functools.cache
-def _session_upsert() -> TextClause:
+# On PostgreSQL the statements go straight to asyncpg (prepared once per connection by its statement cache): built
+# through SQLAlchemy, binding the arrays cost more than the statement. Each is one statement, so it is atomic alone.
+_SESSION_UPSERT = (
+    "INSERT INTO sessions (country_code, party_id, session_id, emsp_country_code, emsp_party_id, data, "
+    "last_updated, created_at, updated_at) "
+    "SELECT k.cc, k.pid, k.id, k.emsp_cc, k.emsp_pid, k.data, k.last_updated, $8, $8 "
+    "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::bytea[], "
+    "$7::timestamptz[]) AS k(cc, pid, id, emsp_cc, emsp_pid, data, last_updated) "
     # xmax = 0 only for a freshly inserted row; an existing row keeps its id and created_at (creation order for
     # paging) and takes the new bytes (mod_sessions §9.2.2.2: PUT replaces, charging periods included).
-    return text(
-        "INSERT INTO sessions (country_code, party_id, session_id, emsp_country_code, emsp_party_id, data, "
-        "last_updated, created_at, updated_at) "
-        "SELECT k.a0, k.a1, k.a2, k.a3, k.a4, k.data, k.last_updated, :now, :now "
-        "FROM unnest(:a0, :a1, :a2, :a3, :a4, :data, :last_updated) "
-        "AS k(a0, a1, a2, a3, a4, data, last_updated) "
-        "ON CONFLICT (country_code, party_id, session_id) DO UPDATE SET "
-        "emsp_country_code = EXCLUDED.emsp_country_code, emsp_party_id = EXCLUDED.emsp_party_id, "
-        "data = EXCLUDED.data, last_updated = EXCLUDED.last_updated, updated_at = EXCLUDED.updated_at "
-        "RETURNING country_code, party_id, session_id, (xmax = 0)"
-    ).bindparams(
-        *_texts(5),
-        bindparam("data", type_=ARRAY(LargeBinary())),
-        bindparam("last_updated", type_=ARRAY(DateTime(timezone=True))),
-        bindparam("now", type_=DateTime(timezone=True)),
-    )
+    "ON CONFLICT (country_code, party_id, session_id) DO UPDATE SET "
+    "emsp_country_code = EXCLUDED.emsp_country_code, emsp_party_id = EXCLUDED.emsp_party_id, "
+    "data = EXCLUDED.data, last_updated = EXCLUDED.last_updated, updated_at = EXCLUDED.updated_at "
+    "RETURNING country_code, party_id, session_id, (xmax = 0)"
+)
+_CDR_INSERT = (
+    "INSERT INTO cdrs (country_code, party_id, cdr_id, emsp_country_code, emsp_party_id, session_id, "
+    "credit_reference_id, credit, data, last_updated, created_at) "
+    "SELECT k.cc, k.pid, k.id, k.emsp_cc, k.emsp_pid, k.session_id, k.credit_reference_id, k.credit, k.data, "
+    "k.last_updated, $11 "
+    "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], "
+    "$7::varchar[], $8::boolean[], $9::bytea[], $10::timestamptz[]) "
+    "AS k(cc, pid, id, emsp_cc, emsp_pid, session_id, credit_reference_id, credit, data, last_updated) "
+    # CDRs never change (mod_cdrs §10.1): a key that exists is left alone here and compared afterwards.
+    "ON CONFLICT (country_code, party_id, cdr_id) DO NOTHING "
+    "RETURNING country_code, party_id, cdr_id"
+)
+_CDRS_STORED = (
+    "SELECT c.country_code, c.party_id, c.cdr_id, c.data, c.emsp_country_code, c.emsp_party_id FROM cdrs c "
+    "JOIN unnest($1::varchar[], $2::varchar[], $3::varchar[]) AS k(cc, pid, id) "
+    "ON c.country_code = k.cc AND c.party_id = k.pid AND c.cdr_id = k.id"
+)
 
 
-@functools.cache
-def _cdr_insert() -> TextClause:
-    # CDRs never change (mod_cdrs §10.1): a key that exists is left alone here and compared below.
-    return text(
-        "INSERT INTO cdrs (country_code, party_id, cdr_id, emsp_country_code, emsp_party_id, session_id, "
-        "credit_reference_id, credit, data, last_updated, created_at) "
-        "SELECT k.a0, k.a1, k.a2, k.a3, k.a4, k.a5, k.a6, k.credit, k.data, k.last_updated, :now "
-        "FROM unnest(:a0, :a1, :a2, :a3, :a4, :a5, :a6, :credit, :data, :last_updated) "
-        "AS k(a0, a1, a2, a3, a4, a5, a6, credit, data, last_updated) "
-        "ON CONFLICT (country_code, party_id, cdr_id) DO NOTHING "
-        "RETURNING country_code, party_id, cdr_id"
-    ).bindparams(
-        *_texts(7),
-        bindparam("credit", type_=ARRAY(Boolean())),
-        bindparam("data", type_=ARRAY(LargeBinary())),
-        bindparam("last_updated", type_=ARRAY(DateTime(timezone=True))),
-        bindparam("now", type_=DateTime(timezone=True)),
-    )
+async def _driver(session: AsyncSession) -> Any | None:
+    """The asyncpg connection under ``session`` on PostgreSQL; None elsewhere."""
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        return None
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
 
 
 async def put_sessions(session: AsyncSession, puts: list[SessionPut], now: datetime) -> list[bool | Exception]:
     """Create or replace each Session; answers per PUT whether it created the Session (HTTP 201, hub notes §1.4)."""
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
+    driver = await _driver(session)
+    if driver is None:
+        connection = await session.connection()
         return [await _put_session_alone(connection, put, now) for put in puts]
     created: list[bool | Exception] = [False] * len(puts)
     for indexes in _rounds([put.key for put in puts]):
         batch = [puts[index] for index in indexes]
-        params: dict[str, Any] = {f"a{i}": [put.key[i] for put in batch] for i in range(3)}
-        params |= {
-            "a3": [put.emsp[0] for put in batch],
-            "a4": [put.emsp[1] for put in batch],
-            "data": [put.data for put in batch],
-            "last_updated": [put.last_updated for put in batch],
-            "now": now,
-        }
-        fresh = {(row[0], row[1], row[2]): bool(row[3]) for row in await connection.execute(_session_upsert(), params)}
+        rows = await driver.fetch(
+            _SESSION_UPSERT,
+            [put.key[0] for put in batch],
+            [put.key[1] for put in batch],
+            [put.key[2] for put in batch],
+            [put.emsp[0] for put in batch],
+            [put.emsp[1] for put in batch],
+            [put.data for put in batch],
+            [put.last_updated for put in batch],
+            now,
+        )
+        fresh = {(row[0], row[1], row[2]): bool(row[3]) for row in rows}
         for index, put in zip(indexes, batch, strict=True):
             created[index] = fresh[put.key]
     return created
@@ -229,36 +234,43 @@ async def store_cdrs(session: AsyncSession, cdrs: list[CdrInsert], now: datetime
     """Keep each CDR byte for byte. The same CDR again is an accepted replay that changes nothing; another CDR under a
     stored key is refused with `CdrConflictError` (mod_cdrs §10.1.1), as that CDR's own outcome.
     """
-    connection = await session.connection()
+    driver = await _driver(session)
     outcomes: list[StoredCdr | Exception] = [CdrConflictError("not written")] * len(cdrs)
     for indexes in _rounds([cdr.key for cdr in cdrs]):
         batch = [cdrs[index] for index in indexes]
-        inserted = await _insert_cdrs(connection, batch, now)
+        inserted = await _insert_cdrs(driver, batch, now) if driver else await _insert_cdrs_alone(session, batch, now)
         for index, cdr in zip(indexes, batch, strict=True):
             if cdr.key in inserted:
                 outcomes[index] = StoredCdr(cdr.id, True, cdr.emsp)
         others = [index for index, cdr in zip(indexes, batch, strict=True) if cdr.key not in inserted]
         if others:
-            stored = await _stored_cdrs(session, [cdrs[index].key for index in others])
+            keys = [cdrs[index].key for index in others]
+            stored = await _stored_cdrs(driver, keys) if driver else await _stored_cdrs_alone(session, keys)
             for index in others:
                 outcomes[index] = _replay(cdrs[index], stored[cdrs[index].key])
     return outcomes
 
 
-async def _insert_cdrs(connection: AsyncConnection, batch: list[CdrInsert], now: datetime) -> set[Key]:
-    if connection.dialect.name == "postgresql":
-        params: dict[str, Any] = {f"a{i}": [cdr.key[i] for cdr in batch] for i in range(3)}
-        params |= {
-            "a3": [cdr.emsp[0] for cdr in batch],
-            "a4": [cdr.emsp[1] for cdr in batch],
-            "a5": [cdr.session_id for cdr in batch],
-            "a6": [cdr.credit_reference_id for cdr in batch],
-            "credit": [cdr.credit for cdr in batch],
-            "data": [cdr.data for cdr in batch],
-            "last_updated": [cdr.last_updated for cdr in batch],
-            "now": now,
-        }
-        return {(row[0], row[1], row[2]) for row in await connection.execute(_cdr_insert(), params)}
+async def _insert_cdrs(driver: Any, batch: list[CdrInsert], now: datetime) -> set[Key]:
+    rows = await driver.fetch(
+        _CDR_INSERT,
+        [cdr.key[0] for cdr in batch],
+        [cdr.key[1] for cdr in batch],
+        [cdr.key[2] for cdr in batch],
+        [cdr.emsp[0] for cdr in batch],
+        [cdr.emsp[1] for cdr in batch],
+        [cdr.session_id for cdr in batch],
+        [cdr.credit_reference_id for cdr in batch],
+        [cdr.credit for cdr in batch],
+        [cdr.data for cdr in batch],
+        [cdr.last_updated for cdr in batch],
+        now,
+    )
+    return {(row[0], row[1], row[2]) for row in rows}
+
+
+async def _insert_cdrs_alone(session: AsyncSession, batch: list[CdrInsert], now: datetime) -> set[Key]:
+    connection = await session.connection()
     inserted: set[Key] = set()
     for cdr in batch:
         statement = (
@@ -287,10 +299,15 @@ def _cdr_values(cdr: CdrInsert, now: datetime) -> dict[str, Any]:
     }
 
 
-async def _stored_cdrs(session: AsyncSession, keys: list[Key]) -> dict[Key, tuple[bytes, tuple[str, str]]]:
+async def _stored_cdrs(driver: Any, keys: list[Key]) -> dict[Key, tuple[bytes, tuple[str, str]]]:
+    rows = await driver.fetch(_CDRS_STORED, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+    return {(row[0], row[1], row[2]): (row[3], (row[4], row[5])) for row in rows}
+
+
+async def _stored_cdrs_alone(session: AsyncSession, keys: list[Key]) -> dict[Key, tuple[bytes, tuple[str, str]]]:
     columns = (CdrRow.country_code, CdrRow.party_id, CdrRow.cdr_id)
     stored: dict[Key, tuple[bytes, tuple[str, str]]] = {}
-    for condition in keys_in(session, columns, keys):
+    for condition in keys_listed(columns, keys):
         rows = await session.execute(
             select(*columns, CdrRow.data, CdrRow.emsp_country_code, CdrRow.emsp_party_id).where(condition)
         )

@@ -9,8 +9,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from asyncpg.exceptions import StringDataRightTruncationError
 from sqlalchemy import event, func, select, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from hub.objects.bulk import StoredCdr, cdr_insert, session_put
@@ -168,7 +168,7 @@ async def test_a_bulk_write_the_database_refuses_falls_back_to_its_own_transacti
         return_exceptions=True,
     )
     if any_engine.dialect.name == "postgresql":
-        assert isinstance(results[2], DBAPIError)
+        assert isinstance(results[2], StringDataRightTruncationError)
         assert writes.fallbacks == 1
         assert await _count(any_engine, SessionRow) == 5
     else:
