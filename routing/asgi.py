@@ -60,6 +60,14 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
+def _has_body(scope: Scope, headers: dict[str, str]) -> bool:
+    # RFC 9112 §6.3: an HTTP/1.x request with neither Content-Length nor Transfer-Encoding has no body. Asking the
+    # server for one anyway is a round trip into its I/O thread on every GET (granian; the routing profile).
+    if scope.get("http_version", "1.1") not in ("1.0", "1.1"):
+        return True
+    return "content-length" in headers or "transfer-encoding" in headers
+
+
 async def _send(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
     raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
     raw.append((b"content-length", str(len(body)).encode()))
@@ -127,7 +135,7 @@ class RoutingApp:
                 # transport §authorization: unknown token → 401. A token A opens only versions and credentials.
                 raise OcpiError(OcpiStatus.CLIENT_ERROR, "unknown or unregistered credentials token", http_status=401)
             self._traffic_from(caller)
-            body = await _read_body(receive)
+            body = await _read_body(receive) if _has_body(scope, headers) else b""
             size_in = len(body)
             query = scope.get("query_string", b"").decode("latin-1")
             if path == CLIENTINFO_URL:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+import aiohttp
+from sqlalchemy import select
+
+from hub.objects.models import SessionRow
 from tests.hub.objects import builders
 from tests.peers import PeerPlatform, ScriptedResponse, encode_authorization
 from tests.routing.world import (
@@ -506,3 +511,42 @@ async def test_receiver_that_answers_again_is_connected_again(world: World) -> N
     )
     assert again.status_code == 1000
     await told((world.cpo_a, world.emsp_a), EMB, "CONNECTED")
+
+
+async def test_bodies_come_whole_with_or_without_content_length(world: World) -> None:
+    """The fast path asks the server for a body only when the request has one (RFC 9112 §6.3): a chunked Session PUT
+    (no Content-Length) is still stored and forwarded byte for byte, and a bodiless GET is forwarded without one."""
+    cpo, emsp = world.cpo_a, world.emsp_a
+    assert cpo.token_c is not None
+    body = builders.charging_session("S77", country_code="NL", party_id="CPA", emsp=EMA)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 100):
+            yield body[start : start + 100]
+
+    headers = {
+        **routed(CPA, EMA),
+        "Authorization": encode_authorization(cpo.token_c, cpo.config.token_form),
+        "Content-Type": "application/json",
+        "X-Request-ID": "chunked-1",
+        "X-Correlation-ID": "chunked-1",
+    }
+    before = len(emsp.received)
+    async with (
+        aiohttp.ClientSession() as client,
+        client.put(world.hub_url(RECEIVER, "sessions", "NL/CPA/S77"), data=chunks(), headers=headers) as response,
+    ):
+        assert response.status == 201  # the eMSP created it, and the hub relays its answer
+        assert (await response.json())["status_code"] == 1000
+    (forwarded,) = emsp.received[before:]
+    assert forwarded.body == body
+    async with world.sessions() as session:
+        stored = await session.scalar(select(SessionRow.data).where(SessionRow.session_id == "S77"))
+    assert stored == body
+
+    cpo.set_response("GET", cpo.module_path("sessions", SENDER), ScriptedResponse(data=[]))
+    before = len(cpo.received)
+    answer = await world.call(emsp, "GET", SENDER, "sessions", frm=EMA, to=CPA)
+    assert answer.status_code == 1000
+    (got,) = cpo.received[before:]
+    assert (got.method, got.body) == ("GET", b"")
