@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from hub.parties.models import Platform, RegistrationStatus
 from hub.parties.service import PartyRegistry
 from hub.platform.clock import Clock
 from hub.platform.http import PartnerCallError, PartnerClient
+from hub.platform.ids import new_id
 from routing.outbox import (
     OutboxMessage,
     OutboxStatus,
@@ -218,7 +218,7 @@ class Deliverer:
         claimed = await self._claim(outbox_id)
         if not isinstance(claimed, _Attempt):
             return claimed
-        request_id = str(uuid.uuid4())  # transport §"Unique message IDs": a new id per hop and per attempt
+        request_id = new_id()  # transport §"Unique message IDs": a new id per hop and per attempt
         bound = log.bind(outbox_id=outbox_id, attempt=claimed.number, request_id=request_id)
         started_at, started = self._clock.now(), time.perf_counter()
         result = await self._send(claimed, request_id)
@@ -632,7 +632,7 @@ class Deliverer:
         return counts
 
     async def _attempt(self, attempt: _Attempt) -> _Sent:
-        request_id = str(uuid.uuid4())  # a new id per hop and per attempt
+        request_id = new_id()  # a new id per hop and per attempt
         at, started = self._clock.now(), time.perf_counter()
         try:
             result = await self._send(attempt, request_id)

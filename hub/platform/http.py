@@ -7,13 +7,13 @@ Callers get raw bytes back; decoding is theirs, and only as deep as they need. T
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping
 
 import msgspec
 
 from hub.ocpi.headers import encode_token
 from hub.platform.http1 import BrokenResponse, Http1Client
+from hub.platform.ids import new_id
 
 
 class PartnerCallError(Exception):
@@ -51,7 +51,7 @@ class PartnerClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> HttpResult:
-        out: dict[str, str] = {"X-Request-ID": str(uuid.uuid4())}
+        out: dict[str, str] = {"X-Request-ID": new_id()}
         if token is not None:
             out["Authorization"] = encode_token(token, "raw" if token_form == "raw" else "base64")
         if body is not None:
@@ -59,7 +59,7 @@ class PartnerClient:
         if headers:
             out.update(headers)
         if "X-Correlation-ID" not in out:
-            out["X-Correlation-ID"] = str(uuid.uuid4())
+            out["X-Correlation-ID"] = new_id()
         request_id = out["X-Request-ID"]
         seconds = timeout or self._default_timeout
         try:

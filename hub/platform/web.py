@@ -8,7 +8,6 @@ when the caller sent none) and X-Correlation-ID kept (transport_and_format §4.2
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 from sqlalchemy.exc import DataError
 
 from hub.ocpi.envelope import OcpiStatus, envelope_bytes
+from hub.platform.ids import new_id
 
 log = structlog.get_logger("hub.web")
 
@@ -153,10 +153,10 @@ class OcpiAsgiWrapper:
             # Be liberal (DESIGN §5): make the missing ids so the logs and later hops can still correlate.
             headers = list(scope["headers"])
             if request_id is None:
-                request_id = str(uuid.uuid4()).encode()
+                request_id = new_id().encode()
                 headers.append((b"x-request-id", request_id))
             if correlation_id is None:
-                correlation_id = str(uuid.uuid4()).encode()
+                correlation_id = new_id().encode()
                 headers.append((b"x-correlation-id", correlation_id))
             scope["headers"] = headers
         extra = [(b"x-request-id", request_id), (b"x-correlation-id", correlation_id)]
