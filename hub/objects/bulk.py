@@ -173,6 +173,11 @@ _CDRS_STORED = (
 )
 
 
+def _arrays(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """The columns of ``rows`` (never empty): one array parameter each, in the order of the statement's unnest."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 async def _driver(session: AsyncSession) -> Any | None:
     """The asyncpg connection under ``session`` on PostgreSQL; None elsewhere."""
     connection = await session.connection()
@@ -191,17 +196,8 @@ async def put_sessions(session: AsyncSession, puts: list[SessionPut], now: datet
     created: list[bool | Exception] = [False] * len(puts)
     for indexes in _rounds([put.key for put in puts]):
         batch = [puts[index] for index in indexes]
-        rows = await driver.fetch(
-            _SESSION_UPSERT,
-            [put.key[0] for put in batch],
-            [put.key[1] for put in batch],
-            [put.key[2] for put in batch],
-            [put.emsp[0] for put in batch],
-            [put.emsp[1] for put in batch],
-            [put.data for put in batch],
-            [put.last_updated for put in batch],
-            now,
-        )
+        columns = _arrays([(*put.key, *put.emsp, put.data, put.last_updated) for put in batch])
+        rows = await driver.fetch(_SESSION_UPSERT, *columns, now)
         fresh = {(row[0], row[1], row[2]): bool(row[3]) for row in rows}
         for index, put in zip(indexes, batch, strict=True):
             created[index] = fresh[put.key]
@@ -252,20 +248,13 @@ async def store_cdrs(session: AsyncSession, cdrs: list[CdrInsert], now: datetime
 
 
 async def _insert_cdrs(driver: Any, batch: list[CdrInsert], now: datetime) -> set[Key]:
-    rows = await driver.fetch(
-        _CDR_INSERT,
-        [cdr.key[0] for cdr in batch],
-        [cdr.key[1] for cdr in batch],
-        [cdr.key[2] for cdr in batch],
-        [cdr.emsp[0] for cdr in batch],
-        [cdr.emsp[1] for cdr in batch],
-        [cdr.session_id for cdr in batch],
-        [cdr.credit_reference_id for cdr in batch],
-        [cdr.credit for cdr in batch],
-        [cdr.data for cdr in batch],
-        [cdr.last_updated for cdr in batch],
-        now,
+    columns = _arrays(
+        [
+            (*cdr.key, *cdr.emsp, cdr.session_id, cdr.credit_reference_id, cdr.credit, cdr.data, cdr.last_updated)
+            for cdr in batch
+        ]
     )
+    rows = await driver.fetch(_CDR_INSERT, *columns, now)
     return {(row[0], row[1], row[2]) for row in rows}
 
 
@@ -300,7 +289,7 @@ def _cdr_values(cdr: CdrInsert, now: datetime) -> dict[str, Any]:
 
 
 async def _stored_cdrs(driver: Any, keys: list[Key]) -> dict[Key, tuple[bytes, tuple[str, str]]]:
-    rows = await driver.fetch(_CDRS_STORED, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+    rows = await driver.fetch(_CDRS_STORED, *_arrays(keys))
     return {(row[0], row[1], row[2]): (row[3], (row[4], row[5])) for row in rows}
 
 
