@@ -22,6 +22,7 @@ so no order among them is promised: bulk kinds run first, in the order they firs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -126,13 +127,26 @@ class GroupCommit:
                 # the pool per batch cost a ping round trip each (pool_pre_ping), a fifth of a stored write's database
                 # time in the routing profile. After a failed batch the next one takes a fresh connection (the old
                 # one may be what failed).
-                async with self._engine.connect() as connection:
+                try:
+                    connection = await self._engine.connect()
+                except Exception:
+                    # No connection at all (the database is down): each waiting item gets its own attempt on the
+                    # pool and so its own error, rather than waiting for a connection nobody will retry.
+                    for item in self._take():
+                        await self._alone(item)
+                    continue
+                try:
                     while await self._more():
-                        batch = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
-                        if not await self._commit(connection, batch):
+                        if not await self._commit(connection, self._take()):
                             break
+                finally:
+                    with contextlib.suppress(Exception):  # a broken connection is discarded all the same
+                        await connection.close()
         finally:
             self._running -= 1
+
+    def _take(self) -> list[_Item]:
+        return [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
 
     async def _more(self) -> bool:
         """Whether there is work, waiting up to the linger time for some while the connection stays checked out."""

@@ -17,7 +17,7 @@ from hub.objects.bulk import StoredCdr, cdr_insert, session_put
 from hub.objects.errors import CdrConflictError
 from hub.objects.models import CdrRow, SessionRow
 from hub.objects.service import Change, ObjectStore
-from hub.platform.db import create_sessionmaker
+from hub.platform.db import create_engine, create_sessionmaker
 from hub.platform.groupcommit import GroupCommit
 from hub.platform.web import OcpiError
 from tests.hub.objects.builders import cdr, charging_session
@@ -239,3 +239,19 @@ async def test_writes_in_quick_succession_keep_one_connection(clean_database: As
         assert len(checkouts) == 2
     finally:
         event.remove(clean_database.sync_engine, "checkout", checked_out)
+
+
+async def test_with_the_database_down_each_write_gets_its_error_at_once(store: ObjectStore) -> None:
+    # Nothing listens on port 1: no connection for the batch, none for the items. Every request must get an error
+    # (the hub answers it), not wait for a connection that nobody retries.
+    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    writes = GroupCommit(create_sessionmaker(engine))
+    puts = [session_put("NL", "CPO", f"S{i}", charging_session(f"S{i}")) for i in range(3)]
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(writes.run_bulk(store.put_sessions, put) for put in puts), return_exceptions=True),
+            timeout=30,
+        )
+    finally:
+        await engine.dispose()
+    assert [type(result).__name__ for result in results] == ["ConnectionRefusedError"] * 3
