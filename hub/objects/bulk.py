@@ -6,7 +6,8 @@ check happen here, in the request, so a bad body is refused on its own). Group c
 then hands all the payloads of one transaction to `put_sessions` or `store_cdrs`: on PostgreSQL one
 ``INSERT … SELECT FROM unnest(…)`` per kind and transaction instead of a statement per request, which was most of
 the database time of a stored write in the routing profile (docs/performance.md). SQLite, the embedded default,
-writes them one by one with the same outcomes.
+writes them one by one through the store's own upsert and insert (`ObjectStore.put_sessions`, `store_cdrs`), with
+the same outcomes.
 
 A payload list may name one object twice (two PUTs of one Session in flight together). One PostgreSQL statement must
 not touch a row twice, so such lists are written in rounds in which every key appears once, in arrival order.
@@ -23,23 +24,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.objects import merge
-from hub.objects.errors import CdrConflictError, InvalidObjectError, invalid_body
-from hub.objects.models import CdrRow, SessionRow
+from hub.objects.checks import check_id, check_owner, decode_body
+from hub.objects.errors import CdrConflictError, InvalidObjectError
 from hub.ocpi import v2_2_1 as ocpi
-from hub.ocpi.codec import WireError, decode
 from hub.ocpi.types import ci_key
-from hub.platform.keysets import keys_listed
 
-__all__ = ["CdrInsert", "SessionPut", "StoredCdr", "cdr_insert", "put_sessions", "session_put", "store_cdrs"]
+__all__ = [
+    "KEY_COLUMNS",
+    "CdrInsert",
+    "SessionPut",
+    "StoredCdr",
+    "cdr_insert",
+    "cdr_values",
+    "driver",
+    "put_sessions",
+    "replay",
+    "session_put",
+    "store_cdrs",
+]
 
-T = TypeVar("T")
 Key = tuple[str, str, str]
 
 
@@ -76,26 +84,11 @@ class CdrInsert:
     data: bytes
 
 
-def _decode(body: bytes, type_: type[T]) -> T:
-    try:
-        return decode(body, type_)
-    except WireError as exc:
-        raise invalid_body(exc) from None
-
-
-def _check(field: str, url_value: str, body_value: Any, source: str) -> None:
-    # transport_and_format, Client Owned Object Push (Errors): the URL's country_code, party_id and object id must be
-    # those of the body; CiStrings, so compared case-insensitively (types §16.1). An absent field is not a mismatch.
-    if isinstance(body_value, str) and ci_key(url_value) != ci_key(body_value):
-        raise InvalidObjectError(f"{field} {body_value!r} in the body does not match {url_value!r} in {source}")
-
-
 def session_put(country_code: str, party_id: str, session_id: str, body: bytes) -> SessionPut:
     """Check a Session PUT (mod_sessions §9.2.2.2) against its URL; raises `InvalidObjectError` (2001)."""
-    charging = _decode(body, ocpi.Session)
-    _check("country_code", country_code, charging.country_code, "the URL")
-    _check("party_id", party_id, charging.party_id, "the URL")
-    _check("id", session_id, charging.id, "the URL")
+    charging = decode_body(body, ocpi.Session)
+    check_owner(country_code, party_id, charging)
+    check_id("id", session_id, charging.id)
     return SessionPut(
         key=(ci_key(country_code), ci_key(party_id), ci_key(session_id)),
         # The eMSP a Session belongs to is the owner of its token (mod_cdrs §10.4.5 CdrToken, 2.2.1).
@@ -107,10 +100,9 @@ def session_put(country_code: str, party_id: str, session_id: str, body: bytes) 
 
 def cdr_insert(country_code: str, party_id: str, body: bytes) -> CdrInsert:
     """Check a CDR sent by ``country_code``/``party_id``; raises `InvalidObjectError` (2001)."""
-    cdr = _decode(body, ocpi.CDR)
+    cdr = decode_body(body, ocpi.CDR)
     # A CDR POST has no owner in its URL (mod_cdrs §10.2.2.2): the owner must be the party that sends it.
-    _check("country_code", country_code, cdr.country_code, "the sending party")
-    _check("party_id", party_id, cdr.party_id, "the sending party")
+    check_owner(country_code, party_id, cdr, source="the sending party")
     if cdr.credit and cdr.credit_reference_id is None:
         # mod_cdrs §10.3.1: a Credit CDR must name the CDR it credits.
         raise InvalidObjectError("credit_reference_id is required when credit is true")
@@ -178,8 +170,15 @@ def _arrays(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def _driver(session: AsyncSession) -> Any | None:
-    """The asyncpg connection under ``session`` on PostgreSQL; None elsewhere."""
+#: The key columns of each table, in the order of `SessionPut.key` and `CdrInsert.key`.
+KEY_COLUMNS: Final = {
+    "sessions": ("country_code", "party_id", "session_id"),
+    "cdrs": ("country_code", "party_id", "cdr_id"),
+}
+
+
+async def driver(session: AsyncSession) -> Any | None:
+    """The asyncpg connection under ``session`` on PostgreSQL, for the statements here; None elsewhere."""
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         return None
@@ -187,12 +186,8 @@ async def _driver(session: AsyncSession) -> Any | None:
     return raw.driver_connection
 
 
-async def put_sessions(session: AsyncSession, puts: list[SessionPut], now: datetime) -> list[bool | Exception]:
+async def put_sessions(driver: Any, puts: list[SessionPut], now: datetime) -> list[bool | Exception]:
     """Create or replace each Session; answers per PUT whether it created the Session (HTTP 201, hub notes §1.4)."""
-    driver = await _driver(session)
-    if driver is None:
-        connection = await session.connection()
-        return [await _put_session_alone(connection, put, now) for put in puts]
     created: list[bool | Exception] = [False] * len(puts)
     for indexes in _rounds([put.key for put in puts]):
         batch = [puts[index] for index in indexes]
@@ -204,75 +199,34 @@ async def put_sessions(session: AsyncSession, puts: list[SessionPut], now: datet
     return created
 
 
-async def _put_session_alone(connection: AsyncConnection, put: SessionPut, now: datetime) -> bool:
-    # SQLite serialises writers (one at a time per database), so reading before writing is safe here.
-    where = (
-        (SessionRow.country_code == put.key[0])
-        & (SessionRow.party_id == put.key[1])
-        & (SessionRow.session_id == put.key[2])
-    )
-    values = {
-        "emsp_country_code": put.emsp[0],
-        "emsp_party_id": put.emsp[1],
-        "data": put.data,
-        "last_updated": put.last_updated,
-        "updated_at": now,
-    }
-    if (await connection.execute(select(SessionRow.id).where(where))).first() is not None:
-        await connection.execute(update(SessionRow).where(where).values(values))
-        return False
-    key = {"country_code": put.key[0], "party_id": put.key[1], "session_id": put.key[2]}
-    await connection.execute(insert(SessionRow).values(**key, created_at=now, **values))
-    return True
-
-
-async def store_cdrs(session: AsyncSession, cdrs: list[CdrInsert], now: datetime) -> list[StoredCdr | Exception]:
+async def store_cdrs(driver: Any, cdrs: list[CdrInsert], now: datetime) -> list[StoredCdr | Exception]:
     """Keep each CDR byte for byte. The same CDR again is an accepted replay that changes nothing; another CDR under a
     stored key is refused with `CdrConflictError` (mod_cdrs §10.1.1), as that CDR's own outcome.
     """
-    driver = await _driver(session)
     outcomes: list[StoredCdr | Exception] = [CdrConflictError("not written")] * len(cdrs)
     for indexes in _rounds([cdr.key for cdr in cdrs]):
         batch = [cdrs[index] for index in indexes]
-        inserted = await _insert_cdrs(driver, batch, now) if driver else await _insert_cdrs_alone(session, batch, now)
+        columns = _arrays(
+            [
+                (*cdr.key, *cdr.emsp, cdr.session_id, cdr.credit_reference_id, cdr.credit, cdr.data, cdr.last_updated)
+                for cdr in batch
+            ]
+        )
+        inserted = {(row[0], row[1], row[2]) for row in await driver.fetch(_CDR_INSERT, *columns, now)}
         for index, cdr in zip(indexes, batch, strict=True):
             if cdr.key in inserted:
                 outcomes[index] = StoredCdr(cdr.id, True, cdr.emsp)
         others = [index for index, cdr in zip(indexes, batch, strict=True) if cdr.key not in inserted]
         if others:
-            keys = [cdrs[index].key for index in others]
-            stored = await _stored_cdrs(driver, keys) if driver else await _stored_cdrs_alone(session, keys)
+            rows = await driver.fetch(_CDRS_STORED, *_arrays([cdrs[index].key for index in others]))
+            stored = {(row[0], row[1], row[2]): (row[3], (row[4], row[5])) for row in rows}
             for index in others:
-                outcomes[index] = _replay(cdrs[index], stored[cdrs[index].key])
+                outcomes[index] = replay(cdrs[index], *stored[cdrs[index].key])
     return outcomes
 
 
-async def _insert_cdrs(driver: Any, batch: list[CdrInsert], now: datetime) -> set[Key]:
-    columns = _arrays(
-        [
-            (*cdr.key, *cdr.emsp, cdr.session_id, cdr.credit_reference_id, cdr.credit, cdr.data, cdr.last_updated)
-            for cdr in batch
-        ]
-    )
-    rows = await driver.fetch(_CDR_INSERT, *columns, now)
-    return {(row[0], row[1], row[2]) for row in rows}
-
-
-async def _insert_cdrs_alone(session: AsyncSession, batch: list[CdrInsert], now: datetime) -> set[Key]:
-    connection = await session.connection()
-    inserted: set[Key] = set()
-    for cdr in batch:
-        statement = (
-            sqlite_insert(CdrRow)
-            .values(**_cdr_values(cdr, now))
-            .on_conflict_do_nothing(index_elements=["country_code", "party_id", "cdr_id"])
-        )
-        if (await connection.execute(statement)).rowcount == 1:
-            inserted.add(cdr.key)
-    return inserted
-
-
-def _cdr_values(cdr: CdrInsert, now: datetime) -> dict[str, Any]:
+def cdr_values(cdr: CdrInsert, now: datetime) -> dict[str, Any]:
+    """The ``cdrs`` row of ``cdr``, as the store's one-by-one insert on SQLite writes it."""
     return {
         "country_code": cdr.key[0],
         "party_id": cdr.key[1],
@@ -288,25 +242,8 @@ def _cdr_values(cdr: CdrInsert, now: datetime) -> dict[str, Any]:
     }
 
 
-async def _stored_cdrs(driver: Any, keys: list[Key]) -> dict[Key, tuple[bytes, tuple[str, str]]]:
-    rows = await driver.fetch(_CDRS_STORED, *_arrays(keys))
-    return {(row[0], row[1], row[2]): (row[3], (row[4], row[5])) for row in rows}
-
-
-async def _stored_cdrs_alone(session: AsyncSession, keys: list[Key]) -> dict[Key, tuple[bytes, tuple[str, str]]]:
-    columns = (CdrRow.country_code, CdrRow.party_id, CdrRow.cdr_id)
-    stored: dict[Key, tuple[bytes, tuple[str, str]]] = {}
-    for condition in keys_listed(columns, keys):
-        rows = await session.execute(
-            select(*columns, CdrRow.data, CdrRow.emsp_country_code, CdrRow.emsp_party_id).where(condition)
-        )
-        for cc, pid, cdr_id, data, emsp_cc, emsp_pid in rows:
-            stored[(cc, pid, cdr_id)] = (data, (emsp_cc, emsp_pid))
-    return stored
-
-
-def _replay(cdr: CdrInsert, stored: tuple[bytes, tuple[str, str]]) -> StoredCdr | Exception:
-    data, emsp = stored
+def replay(cdr: CdrInsert, data: bytes, emsp: tuple[str, str]) -> StoredCdr | Exception:
+    """``cdr`` against the stored CDR of its key (``data``, ``emsp``): an accepted replay, or its `CdrConflictError`."""
     # A replay may differ only in formatting (whitespace, key order, 1.5 vs 1.50, null vs absent).
     if data == cdr.data or merge.normalised(merge.load_object(data)) == merge.normalised(merge.load_object(cdr.data)):
         return StoredCdr(cdr.id, False, emsp)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar, get_args
 
-from msgspec import UnsetType
 from sqlalchemy import (
     ColumnElement,
     TextClause,
@@ -38,11 +37,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.objects import bulk, merge
 from hub.objects.bulk import CdrInsert, SessionPut, StoredCdr, cdr_insert, session_put
+from hub.objects.checks import check_id, check_owner, decode_body
 from hub.objects.errors import (
     InvalidObjectError,
     UnknownLocationError,
     UnknownObjectError,
-    invalid_body,
 )
 from hub.objects.models import (
     CdrRow,
@@ -121,26 +120,6 @@ class Page:
     total: int
     # The creation-order id of the last item: lets the next page seek past it instead of counting an OFFSET.
     last_id: int | None = None
-
-
-def _decode(body: bytes, type_: type[T]) -> T:
-    try:
-        return decode(body, type_)
-    except WireError as exc:
-        raise invalid_body(exc) from None
-
-
-def _check_id(field: str, url_value: str, body_value: str | UnsetType, *, source: str = "the URL") -> None:
-    # transport_and_format, Client Owned Object Push (Errors): the URL's country_code, party_id and object id must be
-    # those of the body; CiStrings, so compared case-insensitively (types §16.1).
-    if isinstance(body_value, UnsetType) or ci_key(url_value) == ci_key(body_value):
-        return
-    raise InvalidObjectError(f"{field} {body_value!r} in the body does not match {url_value!r} in {source}")
-
-
-def _check_owner(country_code: str, party_id: str, body: Any, *, source: str = "the URL") -> None:
-    _check_id("country_code", country_code, body.country_code, source=source)
-    _check_id("party_id", party_id, body.party_id, source=source)
 
 
 def _owner_key(country_code: str, party_id: str) -> dict[str, str]:
@@ -314,9 +293,9 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, location_id: str, body: bytes
     ) -> Change:
         """Create or replace a whole Location, EVSEs included (mod_locations §8.2.2.2); kept byte for byte."""
-        location = _decode(body, ocpi.Location)
-        _check_owner(country_code, party_id, location)
-        _check_id("id", location_id, location.id)
+        location = decode_body(body, ocpi.Location)
+        check_owner(country_code, party_id, location)
+        check_id("id", location_id, location.id)
         created, row_id = await self._upsert(
             session,
             LocationRow,
@@ -330,8 +309,8 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, location_id: str, evse_uid: str, body: bytes
     ) -> Change:
         """Create or replace one EVSE of a stored Location; the Location's last_updated follows (§8.2.2.2)."""
-        evse = _decode(body, ocpi.EVSE)
-        _check_id("uid", evse_uid, evse.uid)
+        evse = decode_body(body, ocpi.EVSE)
+        check_id("uid", evse_uid, evse.uid)
         row_id, location = await self._lock_location(session, country_code, party_id, location_id)
         created = merge.put_evse(location, merge.load_object(body))
         await self._save_location(session, row_id, location)
@@ -348,8 +327,8 @@ class ObjectStore:
         body: bytes,
     ) -> Change:
         """Create or replace one Connector of a stored EVSE; the EVSE's and Location's last_updated follow."""
-        connector = _decode(body, ocpi.Connector)
-        _check_id("id", connector_id, connector.id)
+        connector = decode_body(body, ocpi.Connector)
+        check_id("id", connector_id, connector.id)
         row_id, location = await self._lock_location(session, country_code, party_id, location_id)
         evse = self._evse_of(location, location_id, evse_uid)
         created = merge.put_connector(location, evse, merge.load_object(body))
@@ -360,9 +339,9 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, location_id: str, body: bytes
     ) -> Change:
         """Merge a Location PATCH (mod_locations §8.2.2.3); ``evses`` in it replaces the whole list."""
-        patch = _decode(body, ocpi.LocationPatch)
-        _check_owner(country_code, party_id, patch)
-        _check_id("id", location_id, patch.id)
+        patch = decode_body(body, ocpi.LocationPatch)
+        check_owner(country_code, party_id, patch)
+        check_id("id", location_id, patch.id)
         row_id, stored = await self._lock_location(session, country_code, party_id, location_id)
         merged = merge.merge_patch(stored, merge.load_object(body))
         data = merge.dump(merged)
@@ -384,8 +363,8 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, location_id: str, evse_uid: str, body: bytes
     ) -> Change:
         """Merge an EVSE PATCH, e.g. a status change; status REMOVED keeps the EVSE (mod_locations §8.1)."""
-        patch = _decode(body, ocpi.EvsePatch)
-        _check_id("uid", evse_uid, patch.uid)
+        patch = decode_body(body, ocpi.EvsePatch)
+        check_id("uid", evse_uid, patch.uid)
         row_id, location = await self._lock_location(session, country_code, party_id, location_id)
         stored = self._evse_of(location, location_id, evse_uid)
         merged = merge.merge_patch(stored, merge.load_object(body))
@@ -406,8 +385,8 @@ class ObjectStore:
         body: bytes,
     ) -> Change:
         """Merge a Connector PATCH, e.g. new ``tariff_ids``; the parents' last_updated follow (§8.2.2.3)."""
-        patch = _decode(body, ocpi.ConnectorPatch)
-        _check_id("id", connector_id, patch.id)
+        patch = decode_body(body, ocpi.ConnectorPatch)
+        check_id("id", connector_id, patch.id)
         row_id, location = await self._lock_location(session, country_code, party_id, location_id)
         evse = self._evse_of(location, location_id, evse_uid)
         stored = merge.find_connector(evse, connector_id)
@@ -444,9 +423,9 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, tariff_id: str, body: bytes
     ) -> Change:
         """Create or replace a Tariff and append it to the Tariff's history (clearing prices with the old ones)."""
-        tariff = _decode(body, ocpi.Tariff)
-        _check_owner(country_code, party_id, tariff)
-        _check_id("id", tariff_id, tariff.id)
+        tariff = decode_body(body, ocpi.Tariff)
+        check_owner(country_code, party_id, tariff)
+        check_id("id", tariff_id, tariff.id)
         key = self._tariff_key(country_code, party_id, tariff_id)
         created, _ = await self._upsert(session, TariffRow, key, {"data": body, "last_updated": tariff.last_updated})
         await session.execute(
@@ -531,10 +510,10 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, uid: str, token_type: str, body: bytes
     ) -> Change:
         """Create or replace a Token; ``token_type`` is the URL's ``type`` parameter (default RFID, §12.2.1.2)."""
-        token = _decode(body, ocpi.Token)
-        _check_owner(country_code, party_id, token)
-        _check_id("uid", uid, token.uid)
-        _check_id("type", token_type, token.type)
+        token = decode_body(body, ocpi.Token)
+        check_owner(country_code, party_id, token)
+        check_id("uid", uid, token.uid)
+        check_id("type", token_type, token.type)
         created, _ = await self._upsert(
             session,
             TokenRow,
@@ -547,10 +526,10 @@ class ObjectStore:
         self, session: AsyncSession, country_code: str, party_id: str, uid: str, token_type: str, body: bytes
     ) -> Change:
         """Merge a Token PATCH, e.g. ``valid: false`` (mod_tokens §12.2.1.3); 2001 for a Token the hub lacks."""
-        patch = _decode(body, ocpi.TokenPatch)
-        _check_owner(country_code, party_id, patch)
-        _check_id("uid", uid, patch.uid)
-        _check_id("type", token_type, patch.type)
+        patch = decode_body(body, ocpi.TokenPatch)
+        check_owner(country_code, party_id, patch)
+        check_id("uid", uid, patch.uid)
+        check_id("type", token_type, patch.type)
         key = self._token_key(country_code, party_id, uid, token_type)
         row = (
             await session.execute(select(TokenRow.id, TokenRow.data).where(*_where(TokenRow, key)).with_for_update())
@@ -599,15 +578,29 @@ class ObjectStore:
 
     async def put_sessions(self, session: AsyncSession, puts: list[SessionPut]) -> list[bool | Exception]:
         """Many checked Session PUTs at once (`hub.objects.bulk`); per PUT whether it created the Session."""
-        return await bulk.put_sessions(session, puts, self._clock.now())
+        driver = await bulk.driver(session)
+        if driver is not None:
+            return await bulk.put_sessions(driver, puts, self._clock.now())
+        # The embedded default (SQLite serialises writers anyway): one by one with the store's own upsert.
+        created: list[bool | Exception] = []
+        for put in puts:
+            key = dict(zip(bulk.KEY_COLUMNS["sessions"], put.key, strict=True))
+            values = {
+                "data": put.data,
+                "emsp_country_code": put.emsp[0],
+                "emsp_party_id": put.emsp[1],
+                "last_updated": put.last_updated,
+            }
+            created.append((await self._upsert(session, SessionRow, key, values))[0])
+        return created
 
     async def patch_session(
         self, session: AsyncSession, country_code: str, party_id: str, session_id: str, body: bytes
     ) -> Change:
         """Merge a Session PATCH; its ``charging_periods`` are appended to the stored ones (mod_sessions §9.2.2.3)."""
-        patch = _decode(body, ocpi.SessionPatch)
-        _check_owner(country_code, party_id, patch)
-        _check_id("id", session_id, patch.id)
+        patch = decode_body(body, ocpi.SessionPatch)
+        check_owner(country_code, party_id, patch)
+        check_id("id", session_id, patch.id)
         key = self._session_key(country_code, party_id, session_id)
         row = (
             await session.execute(
@@ -658,7 +651,23 @@ class ObjectStore:
 
     async def store_cdrs(self, session: AsyncSession, cdrs: list[CdrInsert]) -> list[StoredCdr | Exception]:
         """Many checked CDRs at once (`hub.objects.bulk`); a conflicting CDR's outcome is its `CdrConflictError`."""
-        return await bulk.store_cdrs(session, cdrs, self._clock.now())
+        now = self._clock.now()
+        driver = await bulk.driver(session)
+        if driver is not None:
+            return await bulk.store_cdrs(driver, cdrs, now)
+        # The embedded default: one by one, each either new or compared with the stored one.
+        outcomes: list[StoredCdr | Exception] = []
+        for cdr in cdrs:
+            keys = bulk.KEY_COLUMNS["cdrs"]
+            if await self._insert_new(session, CdrRow, bulk.cdr_values(cdr, now), list(keys)) is not None:
+                outcomes.append(StoredCdr(cdr.id, True, cdr.emsp))
+                continue
+            where = _where(CdrRow, dict(zip(keys, cdr.key, strict=True)))
+            stored = (
+                await session.execute(select(CdrRow.data, CdrRow.emsp_country_code, CdrRow.emsp_party_id).where(*where))
+            ).one()
+            outcomes.append(bulk.replay(cdr, stored.data, (stored.emsp_country_code, stored.emsp_party_id)))
+        return outcomes
 
     async def get_cdr(self, session: AsyncSession, country_code: str, party_id: str, cdr_id: str) -> bytes | None:
         key = {**_owner_key(country_code, party_id), "cdr_id": ci_key(cdr_id)}
