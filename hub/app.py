@@ -233,5 +233,8 @@ async def metrics(state: State) -> str:
         "# HELP ocpi_hub_message_log_dropped_total Log records dropped while the database was unreachable.",
         "# TYPE ocpi_hub_message_log_dropped_total counter",
         f"ocpi_hub_message_log_dropped_total {runtime.message_log.dropped}",
+        "# HELP ocpi_hub_message_log_batches_total Transactions that wrote message log records.",
+        "# TYPE ocpi_hub_message_log_batches_total counter",
+        f"ocpi_hub_message_log_batches_total {runtime.message_log.transactions}",
     ]
     return "\n".join(lines) + "\n"
