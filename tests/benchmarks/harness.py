@@ -319,3 +319,35 @@ async def admin_sql(sql: str) -> None:
         await connection.execute(sql)
     finally:
         await connection.close()
+
+
+async def durable_write_floor(database_url: str, *, samples: int = 1000, pause: float = 0.002) -> dict[str, float]:
+    """PostgreSQL's own latency for committing one row durably, one write at a time with a short pause between.
+
+    The hub acknowledges a Session PUT or a CDR only once it is committed (DESIGN §4, §6: nothing accepted is lost),
+    so this is the least any stored write can add, however fast the hub's own code; two in three routed requests
+    of the mix are such writes. It is PostgreSQL's round trip with its WAL flush, measured like the hub's statement
+    (a one-row ``INSERT … RETURNING`` in its own transaction) on a table of its own, the body a Session's size.
+    """
+    connection = await connect(database_url)
+    body = b"x" * 900
+    try:
+        await connection.execute("CREATE TABLE bench_floor (id text PRIMARY KEY, data bytea, at timestamptz)")
+        latencies: list[float] = []
+        for n in range(samples):
+            started = time.perf_counter()
+            await connection.fetchval(
+                "INSERT INTO bench_floor VALUES ($1, $2, now()) RETURNING (xmax = 0)", f"row{n}", body
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(pause)
+        await connection.execute("DROP TABLE bench_floor")
+    finally:
+        await connection.close()
+    latencies.sort()
+    return {
+        "samples": samples,
+        "pause_ms": pause * 1000,
+        "p50_ms": round(latencies[len(latencies) // 2], 3),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 3),
+    }

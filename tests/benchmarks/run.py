@@ -33,6 +33,7 @@ from tests.benchmarks.harness import (
     WrkResult,
     admin_sql,
     connect,
+    durable_write_floor,
     free_port,
     machine,
     peak_rss_mb,
@@ -171,6 +172,8 @@ class Bench:
             "HUB_ALLOW_PRIVATE_PEERS": "true",
         }
         self.hub: subprocess.Popen[bytes] | None = None
+        self.passthrough: subprocess.Popen[bytes] | None = None
+        self.passthrough_port = free_port()
         self.worker: subprocess.Popen[bytes] | None = None
         self.peers: list[PeerPlatform] = []
         self.results: dict[str, Any] = {"machine": machine(), "started_at": datetime.now(UTC).isoformat()}
@@ -209,7 +212,20 @@ class Bench:
         self.worker = subprocess.Popen(
             [exe, "worker"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        # The stack's ceiling beside the hub: a bare pass-through on the same server and client (passthrough.py).
+        self.passthrough = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("granian")),
+                *("--interface", "asgi", "--loop", "uvloop", "--workers", "2", "--no-ws", "--factory"),
+                *("--port", str(self.passthrough_port), "tests.benchmarks.passthrough:app"),
+            ],
+            cwd=ROOT,
+            env=self.env | {"BENCH_UPSTREAM": self.nginx.upstream},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         await asyncio.to_thread(wait_port, self.hub_port)
+        await asyncio.to_thread(wait_port, self.passthrough_port)
         await asyncio.sleep(1.0)
 
     async def register(self, roles: list[tuple[str, str, str, str]], name: str) -> PeerPlatform:
@@ -246,7 +262,7 @@ class Bench:
     async def stop(self) -> None:
         for peer in self.peers:
             await peer.stop()
-        for process in (self.hub, self.worker):
+        for process in (self.hub, self.worker, self.passthrough):
             if process is not None:
                 process.terminate()
                 try:
@@ -307,24 +323,38 @@ class Bench:
         nginx = await run_wrk(self.nginx.proxy, requests, duration=DURATION)
         hub = await run_wrk(self.hub_url, requests, duration=DURATION)
         self.sample_rss("routed")
+        passthrough_url = f"http://127.0.0.1:{self.passthrough_port}"
+        passthrough = await run_wrk(passthrough_url, requests, duration=DURATION)
         # Latency at half of the hub's maximum load, each target paced to that same rate.
         rate = max(hub.rps / 2, 50.0)
-        paced = {
-            name: await at_rate(url, requests, rate)
-            for name, url in (("direct", self.nginx.upstream), ("nginx", self.nginx.proxy), ("hub", self.hub_url))
-        }
+        targets = (
+            ("direct", self.nginx.upstream),
+            ("nginx", self.nginx.proxy),
+            ("hub", self.hub_url),
+            ("passthrough", passthrough_url),
+        )
+        paced = {name: await at_rate(url, requests, rate) for name, url in targets}
         hub_added = paced["hub"].p50_ms - paced["direct"].p50_ms
         nginx_added = paced["nginx"].p50_ms - paced["direct"].p50_ms
         self.results["routed"] = {
-            "max_load": {"direct": direct.as_dict(), "nginx": nginx.as_dict(), "hub": hub.as_dict()},
+            "max_load": {
+                "direct": direct.as_dict(),
+                "nginx": nginx.as_dict(),
+                "hub": hub.as_dict(),
+                "passthrough": passthrough.as_dict(),
+            },
             "half_load": {name: result.as_dict() for name, result in paced.items()},
             "half_load_target_rps": round(rate, 1),
             "hub_added_p50_ms": round(hub_added, 3),
             "nginx_added_p50_ms": round(nginx_added, 3),
+            "passthrough_added_p50_ms": round(paced["passthrough"].p50_ms - paced["direct"].p50_ms, 3),
+            "passthrough_vs_nginx_throughput": round(passthrough.rps / nginx.rps, 4) if nginx.rps else None,
             "hub_vs_nginx_throughput": round(hub.rps / nginx.rps, 4) if nginx.rps else None,
             "hub_vs_nginx_added_p50": round(hub_added / nginx_added, 3) if nginx_added > 0 else None,
             "targets": {"hub_vs_nginx_throughput": ">= 0.20", "hub_vs_nginx_added_p50": "<= 2.0"},
         }
+        # The least a stored write (two in three of the mix) can add while it is committed before the answer.
+        self.results["routed"]["durable_write_floor"] = await durable_write_floor(self.database_url)
         self.results["routed"]["clearing_intake_after"] = await self.wait_for_clearing_intake()
 
     async def wait_for_clearing_intake(self, timeout: float = 240.0) -> dict[str, Any]:
@@ -697,9 +727,9 @@ def print_table(results: dict[str, Any]) -> None:
     routed = results.get("routed")
     if routed:
         print("\nRouted (GET location, PUT session, POST CDR), 32 connections:")
-        print(f"  {'':8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"  {'':12} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
         for name, row in routed["max_load"].items():
-            print(f"  {name:8} {row['requests_per_s']:>10} {row['p50_ms']:>8} {row['p99_ms']:>8}")
+            print(f"  {name:12} {row['requests_per_s']:>10} {row['p50_ms']:>8} {row['p99_ms']:>8}")
         print(f"  hub/nginx throughput: {routed['hub_vs_nginx_throughput']} (target >= 0.20)")
         print(
             f"  at {routed['half_load_target_rps']} req/s: hub adds {routed['hub_added_p50_ms']} ms p50, nginx adds "
@@ -707,6 +737,18 @@ def print_table(results: dict[str, Any]) -> None:
         )
         reached = ", ".join(f"{name} {row['requests_per_s']}" for name, row in routed["half_load"].items())
         print(f"  paced rates reached (req/s): {reached}")
+        if "passthrough_vs_nginx_throughput" in routed:
+            print(
+                f"  bare Python pass-through (same server and client, no auth/routing/log/store): "
+                f"{routed['passthrough_vs_nginx_throughput']} of nginx, "
+                f"adds {routed['passthrough_added_p50_ms']} ms p50"
+            )
+        floor = routed.get("durable_write_floor")
+        if floor:
+            print(
+                f"  PostgreSQL alone, committing one row at a time: p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms "
+                "(the least a stored write adds)"
+            )
         intake = routed.get("clearing_intake_after")
         if intake:
             print(
