@@ -237,4 +237,16 @@ async def metrics(state: State) -> str:
         "# TYPE ocpi_hub_message_log_batches_total counter",
         f"ocpi_hub_message_log_batches_total {runtime.message_log.transactions}",
     ]
+    writes = routing.router.writes
+    lines += [
+        "# HELP ocpi_hub_stored_writes_total Session and CDR writes stored before forwarding (group commit).",
+        "# TYPE ocpi_hub_stored_writes_total counter",
+        f"ocpi_hub_stored_writes_total {writes.items}",
+        "# HELP ocpi_hub_stored_write_batches_total Transactions those writes shared.",
+        "# TYPE ocpi_hub_stored_write_batches_total counter",
+        f"ocpi_hub_stored_write_batches_total {writes.batches}",
+        "# HELP ocpi_hub_stored_write_fallbacks_total Batches written again one write at a time after a failure.",
+        "# TYPE ocpi_hub_stored_write_fallbacks_total counter",
+        f"ocpi_hub_stored_write_fallbacks_total {writes.fallbacks}",
+    ]
     return "\n".join(lines) + "\n"

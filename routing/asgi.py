@@ -105,6 +105,10 @@ class RoutingApp:
         self._background: set[asyncio.Task[object]] = set()
         self.stats = RequestStats()
 
+    @property
+    def router(self) -> Router:
+        return self._router
+
     @staticmethod
     def handles(path: str) -> bool:
         # A prefix test only: the full parse happens once, in __call__ (it answers 404 for an unknown module).

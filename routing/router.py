@@ -123,7 +123,8 @@ class Router:
         self._table = table
         self._forwarder = forwarder
         self._sessions = sessions
-        self._writes = GroupCommit(sessions)
+        #: Stored Sessions and CDRs share transactions here (group commit); its counters are in /metrics.
+        self.writes = GroupCommit(sessions)
         #: Token owners for open-routed authorize; the hub's store forgets an entry when that token is pushed.
         self.token_owners = TokenOwners()
         self._store = store
@@ -333,9 +334,9 @@ class Router:
         # PUT is checked here, in the request, and written in one statement with the other PUTs of its transaction.
         store, body = self._store, req.body
         if req.method == "PUT":
-            await self._writes.run_bulk(store.put_sessions, session_put(tail[0], tail[1], tail[2], body))
+            await self.writes.run_bulk(store.put_sessions, session_put(tail[0], tail[1], tail[2], body))
         else:
-            await self._writes.run(lambda session: store.patch_session(session, tail[0], tail[1], tail[2], body))
+            await self.writes.run(lambda session: store.patch_session(session, tail[0], tail[1], tail[2], body))
 
     async def _record_cdr(self, req: Inbound, sender: PartyKey) -> None:
         view = self._view(req.body, _CdrTokenView, "CDR")
@@ -346,7 +347,7 @@ class Router:
             raise _invalid(
                 f"the CDR belongs to {view.country_code}/{view.party_id} but OCPI-from is {sender[0]}/{sender[1]}"
             )
-        await self._writes.run_bulk(self._store.store_cdrs, cdr_insert(view.country_code, view.party_id, req.body))
+        await self.writes.run_bulk(self._store.store_cdrs, cdr_insert(view.country_code, view.party_id, req.body))
 
     @staticmethod
     def _view(body: bytes, view: type[Any], what: str) -> Any:

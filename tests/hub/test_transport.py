@@ -166,3 +166,4 @@ async def test_metrics_count_routed_requests_and_platforms(hub: HubServer, invit
     assert 'ocpi_hub_platforms{status="CONNECTED"} 1' in text
     assert "ocpi_hub_message_log_dropped_total 0" in text
     assert "ocpi_hub_message_log_batches_total " in text
+    assert "ocpi_hub_stored_writes_total 0" in text, "a GET stores nothing"
