@@ -295,6 +295,8 @@ def machine() -> dict[str, Any]:
         "wrk": version("wrk", "-v"),
         "postgres": version("psql", "--version"),
         "git_commit": commit,
+        # Measured code that is not the commit (edits not committed yet) must not pass for it.
+        "git_uncommitted_changes": version("git", "status", "--porcelain", "--untracked-files=no") != "unknown",
     }
 
 
