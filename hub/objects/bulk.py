@@ -177,8 +177,11 @@ KEY_COLUMNS: Final = {
 }
 
 
-async def driver(session: AsyncSession) -> Any | None:
-    """The asyncpg connection under ``session`` on PostgreSQL, for the statements here; None elsewhere."""
+async def driver(session: AsyncSession | Any) -> Any | None:
+    """The asyncpg connection for the statements here: the one group commit hands over for a batch of bulk writes
+    (`hub.platform.groupcommit`), else the one under ``session`` on PostgreSQL; None elsewhere (SQLite)."""
+    if not isinstance(session, AsyncSession):
+        return session
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         return None

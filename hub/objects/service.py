@@ -576,8 +576,11 @@ class ObjectStore:
             raise created
         return Change(created, body, put.last_updated)
 
-    async def put_sessions(self, session: AsyncSession, puts: list[SessionPut]) -> list[bool | Exception]:
-        """Many checked Session PUTs at once (`hub.objects.bulk`); per PUT whether it created the Session."""
+    async def put_sessions(self, session: AsyncSession | Any, puts: list[SessionPut]) -> list[bool | Exception]:
+        """Many checked Session PUTs at once (`hub.objects.bulk`); per PUT whether it created the Session.
+
+        ``session`` is a session, or on PostgreSQL the asyncpg connection group commit writes a batch on directly.
+        """
         driver = await bulk.driver(session)
         if driver is not None:
             return await bulk.put_sessions(driver, puts, self._clock.now())
@@ -649,8 +652,11 @@ class ObjectStore:
             raise outcome
         return outcome
 
-    async def store_cdrs(self, session: AsyncSession, cdrs: list[CdrInsert]) -> list[StoredCdr | Exception]:
-        """Many checked CDRs at once (`hub.objects.bulk`); a conflicting CDR's outcome is its `CdrConflictError`."""
+    async def store_cdrs(self, session: AsyncSession | Any, cdrs: list[CdrInsert]) -> list[StoredCdr | Exception]:
+        """Many checked CDRs at once (`hub.objects.bulk`); a conflicting CDR's outcome is its `CdrConflictError`.
+
+        ``session`` is a session, or on PostgreSQL the asyncpg connection group commit writes a batch on directly.
+        """
         now = self._clock.now()
         driver = await bulk.driver(session)
         if driver is not None:
