@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.platform.clock import iso_utc
-from hub.platform.db import Base, UtcDateTime
+from hub.platform.db import Base, UtcDateTime, asyncpg_connection
 
 log = structlog.get_logger("routing.messagelog")
 
@@ -133,13 +133,10 @@ class MessageLog:
             try:
                 async with self._sessions.begin() as session:
                     connection = await session.connection()
-                    if connection.dialect.name == "postgresql":
+                    driver = await asyncpg_connection(connection)
+                    if driver is not None:
                         # COPY is several times cheaper than INSERT for PostgreSQL and for us: at thousands of
                         # requests a second this log is the hub's largest write.
-                        raw = await connection.get_raw_connection()
-                        driver = raw.driver_connection
-                        if driver is None:  # pragma: no cover - asyncpg always exposes its connection
-                            raise RuntimeError("no asyncpg connection behind the session")
                         await driver.copy_records_to_table(MessageLogRow.__tablename__, records=batch, columns=_COLUMNS)
                     else:
                         await connection.execute(insert(MessageLogRow), [r._asdict() for r in batch])

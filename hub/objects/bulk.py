@@ -33,6 +33,7 @@ from hub.objects.checks import check_id, check_owner, decode_body
 from hub.objects.errors import CdrConflictError, InvalidObjectError
 from hub.ocpi import v2_2_1 as ocpi
 from hub.ocpi.types import ci_key
+from hub.platform.db import asyncpg_connection
 
 __all__ = [
     "KEY_COLUMNS",
@@ -182,11 +183,7 @@ async def driver(session: AsyncSession | Any) -> Any | None:
     (`hub.platform.groupcommit`), else the one under ``session`` on PostgreSQL; None elsewhere (SQLite)."""
     if not isinstance(session, AsyncSession):
         return session
-    connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        return None
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
+    return await asyncpg_connection(await session.connection())
 
 
 async def put_sessions(driver: Any, puts: list[SessionPut], now: datetime) -> list[bool | Exception]:

@@ -663,8 +663,8 @@ class ObjectStore:
             return await bulk.store_cdrs(driver, cdrs, now)
         # The embedded default: one by one, each either new or compared with the stored one.
         outcomes: list[StoredCdr | Exception] = []
+        keys = bulk.KEY_COLUMNS["cdrs"]
         for cdr in cdrs:
-            keys = bulk.KEY_COLUMNS["cdrs"]
             if await self._insert_new(session, CdrRow, bulk.cdr_values(cdr, now), list(keys)) is not None:
                 outcomes.append(StoredCdr(cdr.id, True, cdr.emsp))
                 continue

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
@@ -71,3 +71,12 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def asyncpg_connection(connection: AsyncConnection) -> Any | None:
+    """The asyncpg connection under ``connection`` on PostgreSQL, for the statements that bypass SQLAlchemy (COPY, bulk
+    ``unnest`` writes: binding through it cost more than the statement); None on any other database."""
+    if connection.dialect.name != "postgresql":
+        return None
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection

@@ -31,6 +31,8 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from hub.platform.db import asyncpg_connection
+
 T = TypeVar("T")
 P = TypeVar("P")
 Work = Callable[[AsyncSession], Awaitable[Any]]
@@ -172,7 +174,8 @@ class GroupCommit:
         return True
 
     async def _commit(self, connection: AsyncConnection, driver: Any | None, batch: list[_Item]) -> bool:
-        """Write ``batch`` in one transaction on ``connection``; on any failure each item again on its own."""
+        """Write ``batch`` on ``connection``, in one transaction unless it is bulk writes only (each statement then
+        commits on its own); on any failure each item again on its own."""
         self.batches += 1
         self.items += len(batch)
         try:
@@ -211,14 +214,11 @@ class GroupCommit:
 
 
 async def _driver(connection: AsyncConnection) -> Any | None:
-    """The asyncpg connection under ``connection`` on PostgreSQL (bulk-only batches run on it); None elsewhere."""
-    if connection.dialect.name != "postgresql":
-        return None
+    """The asyncpg connection bulk-only batches run on (PostgreSQL); None elsewhere, or if it cannot be had."""
     try:
-        raw = await connection.get_raw_connection()
+        return await asyncpg_connection(connection)
     except Exception:  # the session path works on any connection; its own errors then reach the items as usual
         return None
-    return raw.driver_connection
 
 
 async def _apply(session: AsyncSession | Any, batch: list[_Item]) -> list[Any]:
